@@ -1,0 +1,94 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { serializerCompiler, validatorCompiler, jsonSchemaTransform, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import helmet from '@fastify/helmet';
+import compress from '@fastify/compress';
+import cors from '@fastify/cors';
+import type { ServerConfig } from './config.js';
+import type { Storage } from './storage/database.js';
+import type { SecretBox } from './secrets/keyring.js';
+import { frameworkErrors, registerBodyParsers, registerErrorHandling, sendStatus } from './http/plumbing.js';
+import { ForbiddenError, UnauthorizedError } from './errors.js';
+import type { AccountService } from './auth/service.js';
+import type { ResourceService } from './resources/service.js';
+import { registerAuthRoutes } from './auth/routes.js';
+import { registerResourceRoutes } from './resources/routes.js';
+import { registerHealthRoutes } from './health/routes.js';
+import type { Logger } from 'pino';
+import './auth/principal.js';
+
+/** Everything the routes need, built once at start (server.ts). */
+export interface AppContext {
+  config: ServerConfig;
+  storage: Storage;
+  secretBox: SecretBox;
+  accounts: AccountService;
+  resources: ResourceService;
+  log: Logger;
+  startedAt: number;
+  version: string;
+}
+
+/** The application type every route module registers on (zod type provider). */
+export type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, ZodTypeProvider>;
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Builds the Fastify application with every route registered. */
+export async function buildApp(ctx: AppContext): Promise<App> {
+  const app = Fastify({
+    loggerInstance: ctx.log as unknown as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: ctx.config.maxBodyBytes,
+    trustProxy: ctx.config.trustProxy,
+    genReqId: (req) => {
+      const incoming = req.headers['x-request-id'];
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    },
+    routerOptions: { maxParamLength: 200, ignoreTrailingSlash: true },
+    frameworkErrors,
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  registerBodyParsers(app);
+  registerErrorHandling(app);
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('X-Request-Id', request.id);
+    const url = request.url;
+    if (url.length > 8192 + 1024 || (url.indexOf('?') >= 0 && url.length - url.indexOf('?') > 8192)) {
+      throw new (await import('./errors.js')).BadRequestError('query string is longer than 8 KiB');
+    }
+    const auth = request.routeOptions.config?.auth ?? (request.routeOptions.url?.startsWith('/api/v1/') ? 'user' : 'anon');
+    if (auth === 'anon') return;
+    const principal = await ctx.accounts.authenticate(request);
+    if (!principal) return sendStatus(reply, new UnauthorizedError());
+    request.principal = principal;
+    if (auth === 'admin' && principal.role !== 'admin') return sendStatus(reply, new ForbiddenError('this route is for administrators'));
+  });
+
+  await app.register(helmet, { global: true });
+  await app.register(compress, { threshold: 1024 });
+  if (ctx.config.corsOrigins.length) await app.register(cors, { origin: ctx.config.corsOrigins, credentials: true });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Wegent API', version: ctx.version, description: 'Teams of AI agents, as Kubernetes-style resources.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { persistAuthorization: true } });
+  app.get('/api/openapi.json', { config: { auth: 'anon' }, schema: { hide: true } }, async () => app.swagger());
+
+  await registerHealthRoutes(app, ctx);
+  await registerAuthRoutes(app, ctx);
+  await registerResourceRoutes(app, ctx);
+  return app;
+}

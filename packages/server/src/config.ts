@@ -1,0 +1,123 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const duration = z
+  .string()
+  .regex(/^\d+(s|m|h|d)?$/, "must be seconds or a number followed by s, m, h or d (e.g. '30m', '24h', '7d')")
+  .transform((v) => {
+    const n = Number.parseInt(v, 10);
+    const unit = v.replace(/^\d+/, '') || 's';
+    return n * ({ s: 1, m: 60, h: 3600, d: 86400 } as const)[unit as 's' | 'm' | 'h' | 'd'];
+  })
+  .refine((s) => s >= 60, 'must be at least one minute');
+
+/** Environment variables of the server process (api.md §10); every value is validated at start. */
+const EnvSchema = z.object({
+  PORT: int(0, 65535).default(8000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  WEGENT_DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: z.string().regex(/^(sqlite:|mysql:\/\/|mariadb:\/\/|postgres:\/\/|postgresql:\/\/)/, 'must start with sqlite:, mysql://, mariadb:// or postgres://').optional(),
+  WEGENT_ADMIN_PASSWORD: z.string().optional(),
+  WEGENT_ADMIN_EMAIL: z.string().email().default('admin@localhost'),
+  WEGENT_JWT_SECRET: z.string().min(32, 'must be at least 32 bytes').optional(),
+  WEGENT_JWT_EXPIRES_IN: duration.default(24 * 3600),
+  WEGENT_ENCRYPTION_KEY: z
+    .string()
+    .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64-encoded')
+    .optional(),
+  WEGENT_REGISTRATION: z.enum(['open', 'closed']).default('closed'),
+  WEGENT_DEFAULT_MODEL: z.string().regex(/^[A-Za-z0-9._-]+\/[A-Za-z0-9._-]+$/, "must be 'namespace/name'").default('default/demo-offline'),
+  WEGENT_SEED: bool.default(true),
+  WEGENT_SEED_DIR: z.string().optional(),
+  WEGENT_MAX_BODY_BYTES: int(1024, 100 * 1024 * 1024).default(1024 * 1024),
+  WEGENT_APPLY_MAX_DOCUMENTS: int(1, 100_000).default(2000),
+  WEGENT_MAX_MESSAGE_CHARS: int(1, 10_000_000).default(100_000),
+  WEGENT_SKILL_MAX_BYTES: int(1024, 1024 * 1024 * 1024).default(10 * 1024 * 1024),
+  WEGENT_RATE_LOGIN: int(0, 1_000_000).default(10),
+  WEGENT_RATE_DEFAULT: int(0, 10_000_000).default(600),
+  WEGENT_RATE_SEND: int(0, 1_000_000).default(30),
+  WEGENT_RATE_AI_CREATE: int(0, 1_000_000).default(60),
+  WEGENT_DELETED_RETENTION_DAYS: int(0, 3650).default(30),
+  WEGENT_CORS_ORIGINS: z.string().optional(),
+  WEGENT_TRUST_PROXY: bool.default(false),
+  WEGENT_METRICS_TOKEN: z.string().min(16).optional(),
+  WEGENT_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  WEGENT_GIT_ALLOW_LOCAL: bool.default(false),
+  WEGENT_SHUTDOWN_GRACE_SECONDS: int(0, 3600).default(30),
+});
+
+export type ServerConfig = {
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseUrl: string;
+  adminPassword?: string;
+  adminEmail: string;
+  jwtSecret?: string;
+  jwtExpiresInSeconds: number;
+  encryptionKey?: Buffer;
+  registration: 'open' | 'closed';
+  defaultModel: { namespace: string; name: string };
+  seed: boolean;
+  seedDir?: string;
+  maxBodyBytes: number;
+  applyMaxDocuments: number;
+  maxMessageChars: number;
+  skillMaxBytes: number;
+  rate: { login: number; default: number; send: number; aiCreate: number };
+  deletedRetentionDays: number;
+  corsOrigins: string[];
+  trustProxy: boolean;
+  metricsToken?: string;
+  logLevel: string;
+  gitAllowLocal: boolean;
+  shutdownGraceSeconds: number;
+};
+
+export class ConfigError extends Error {}
+
+/** Reads and validates the configuration; a bad value throws a ConfigError naming the variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): ServerConfig {
+  const clean: Record<string, string> = {};
+  for (const key of Object.keys(EnvSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined && v !== '') clean[key] = v;
+  }
+  const parsed = EnvSchema.safeParse(clean);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ConfigError(`invalid configuration: ${String(issue.path[0])}: ${issue.message}`);
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(e.WEGENT_DATA_DIR);
+  const [ns, name] = e.WEGENT_DEFAULT_MODEL.split('/') as [string, string];
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    dataDir,
+    databaseUrl: e.DATABASE_URL ?? `sqlite:${path.join(dataDir, 'wegent.db')}`,
+    adminPassword: e.WEGENT_ADMIN_PASSWORD,
+    adminEmail: e.WEGENT_ADMIN_EMAIL,
+    jwtSecret: e.WEGENT_JWT_SECRET,
+    jwtExpiresInSeconds: e.WEGENT_JWT_EXPIRES_IN,
+    encryptionKey: e.WEGENT_ENCRYPTION_KEY ? Buffer.from(e.WEGENT_ENCRYPTION_KEY, 'base64') : undefined,
+    registration: e.WEGENT_REGISTRATION,
+    defaultModel: { namespace: ns, name },
+    seed: e.WEGENT_SEED,
+    seedDir: e.WEGENT_SEED_DIR,
+    maxBodyBytes: e.WEGENT_MAX_BODY_BYTES,
+    applyMaxDocuments: e.WEGENT_APPLY_MAX_DOCUMENTS,
+    maxMessageChars: e.WEGENT_MAX_MESSAGE_CHARS,
+    skillMaxBytes: e.WEGENT_SKILL_MAX_BYTES,
+    rate: { login: e.WEGENT_RATE_LOGIN, default: e.WEGENT_RATE_DEFAULT, send: e.WEGENT_RATE_SEND, aiCreate: e.WEGENT_RATE_AI_CREATE },
+    deletedRetentionDays: e.WEGENT_DELETED_RETENTION_DAYS,
+    corsOrigins: e.WEGENT_CORS_ORIGINS ? e.WEGENT_CORS_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean) : [],
+    trustProxy: e.WEGENT_TRUST_PROXY,
+    metricsToken: e.WEGENT_METRICS_TOKEN,
+    logLevel: e.WEGENT_LOG_LEVEL,
+    gitAllowLocal: e.WEGENT_GIT_ALLOW_LOCAL,
+    shutdownGraceSeconds: e.WEGENT_SHUTDOWN_GRACE_SECONDS,
+  };
+}

@@ -1,0 +1,79 @@
+import { mkdirSync, chmodSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import { buildApp, type AppContext } from './app.js';
+import { loadConfig, type ServerConfig } from './config.js';
+import { openStorage } from './storage/database.js';
+import { migrateToLatest } from './storage/migrations.js';
+import { loadOrCreateSecretFile, SecretBox } from './secrets/keyring.js';
+import { AccountService } from './auth/service.js';
+import { ResourceService } from './resources/service.js';
+import { seedPublicResources } from './seed/seed.js';
+
+export const VERSION = '0.1.0';
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  app: FastifyInstance;
+  ctx: AppContext;
+  close(): Promise<void>;
+}
+
+export class StartupError extends Error {}
+
+/** Creates the logger with secret redaction (api.md §10). */
+export function createLogger(level: string): Logger {
+  return pino({
+    level,
+    redact: {
+      paths: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.cookie', '*.apiKey', '*.password', '*.token', '*.accessToken', '*.key'],
+      censor: '[redacted]',
+    },
+  });
+}
+
+/**
+ * Starts Wegent: opens storage, migrates, loads or generates secrets, seeds public resources,
+ * creates the admin when configured, and listens. `overrides` lets tests replace config values.
+ */
+export async function startServer(overrides: Partial<ServerConfig> = {}, env: Record<string, string | undefined> = process.env, logger?: Logger): Promise<RunningServer> {
+  const config: ServerConfig = { ...loadConfig(env), ...overrides };
+  const log = logger ?? createLogger(config.logLevel);
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(config.dataDir, 0o700);
+  const storage = await openStorage(config.databaseUrl);
+  try {
+    await migrateToLatest(storage.db as never, storage.dialect);
+    const encryptionKey = config.encryptionKey ?? loadOrCreateSecretFile(config.dataDir, 'encryption.key', 32);
+    const jwtSecret = config.jwtSecret ? Buffer.from(config.jwtSecret) : loadOrCreateSecretFile(config.dataDir, 'jwt.key', 64);
+    const secretBox = new SecretBox(encryptionKey);
+    const check = await storage.db.selectFrom('settings').select('value').where('key', '=', 'encryption_key_check').executeTakeFirst();
+    if (!check) await storage.db.insertInto('settings').values({ key: 'encryption_key_check', value: secretBox.keyCheck() }).execute();
+    else if (!secretBox.matches(check.value)) throw new StartupError('the encryption key does not match the one this database was written with');
+
+    const resources = new ResourceService(storage, secretBox, config, log);
+    const accounts = new AccountService(storage, config, jwtSecret, log, resources);
+    const ctx: AppContext = { config, storage, secretBox, accounts, resources, log, startedAt: Date.now(), version: VERSION };
+    if (config.seed) await seedPublicResources(ctx);
+    await accounts.prepareFirstRun();
+    const app = await buildApp(ctx);
+    await app.listen({ port: config.port, host: config.host });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    return {
+      url,
+      port,
+      app,
+      ctx,
+      async close() {
+        await app.close();
+        await storage.close();
+      },
+    };
+  } catch (e) {
+    await storage.close();
+    throw e;
+  }
+}

@@ -1,0 +1,54 @@
+import { Kysely, MysqlDialect, PostgresDialect, SqliteDialect, type Dialect } from 'kysely';
+import type { Database } from './schema.js';
+
+export type DialectName = 'sqlite' | 'mysql' | 'postgres';
+
+export interface Storage {
+  db: Kysely<Database>;
+  dialect: DialectName;
+  close(): Promise<void>;
+}
+
+/** Opens the database named by a URL: `sqlite:<file>`, `mysql://`/`mariadb://` or `postgres://`. */
+export async function openStorage(url: string): Promise<Storage> {
+  let dialect: Dialect;
+  let name: DialectName;
+  if (url.startsWith('mysql://') || url.startsWith('mariadb://')) {
+    const { createPool } = await import('mysql2');
+    const u = new URL(url.replace(/^mariadb:/, 'mysql:'));
+    name = 'mysql';
+    dialect = new MysqlDialect({
+      pool: createPool({
+        host: u.hostname,
+        port: Number(u.port || 3306),
+        user: decodeURIComponent(u.username || 'root'),
+        password: decodeURIComponent(u.password),
+        database: u.pathname.slice(1),
+        connectionLimit: 10,
+        charset: 'utf8mb4',
+        timezone: 'Z',
+        supportBigNumbers: true,
+        bigNumberStrings: false,
+      }),
+    });
+  } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    const pg = await import('pg');
+    const Pool = pg.default.Pool;
+    // bigint counters fit in a double here; parse them as numbers.
+    pg.default.types.setTypeParser(20, (v: string) => Number(v));
+    name = 'postgres';
+    dialect = new PostgresDialect({ pool: new Pool({ connectionString: url, max: 10 }) });
+  } else {
+    const { default: SQLite } = await import('better-sqlite3');
+    const file = url.replace(/^sqlite:(\/\/)?/, '');
+    const database = new SQLite(file);
+    database.pragma('journal_mode = WAL');
+    database.pragma('synchronous = NORMAL');
+    database.pragma('busy_timeout = 5000');
+    database.pragma('foreign_keys = ON');
+    name = 'sqlite';
+    dialect = new SqliteDialect({ database });
+  }
+  const db = new Kysely<Database>({ dialect });
+  return { db, dialect: name, close: () => db.destroy() };
+}

@@ -1,0 +1,131 @@
+import { Migrator, sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import type { DialectName } from './database.js';
+
+/**
+ * Forward-only migrations, run at start. Name and namespace columns compare byte-wise on every
+ * database (binary collation on MySQL, "C" on PostgreSQL) so that all three order and match alike.
+ */
+function migrations(dialect: DialectName): Record<string, Migration> {
+  const big = sql.raw(dialect === 'mysql' ? 'mediumtext' : 'text');
+  const bin = dialect === 'postgres' ? sql`collate "C"` : sql``;
+  const tableEnd = dialect === 'mysql' ? sql`engine=InnoDB default charset=utf8mb4 collate=utf8mb4_bin` : sql``;
+  const vc = (n: number) => `varchar(${n})` as const;
+
+  return {
+    '0001_initial': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('users')
+          .addColumn('id', vc(36), (c) => c.primaryKey())
+          .addColumn('username', vc(32), (c) => c.notNull())
+          .addColumn('username_fold', vc(32), (c) => c.notNull().unique())
+          .addColumn('email', vc(254), (c) => c.notNull())
+          .addColumn('email_fold', vc(254), (c) => c.notNull().unique())
+          .addColumn('display_name', vc(100), (c) => c.notNull())
+          .addColumn('password_hash', vc(255), (c) => c.notNull())
+          .addColumn('role', vc(16), (c) => c.notNull())
+          .addColumn('is_active', 'integer', (c) => c.notNull())
+          .addColumn('token_version', 'integer', (c) => c.notNull())
+          .addColumn('default_model', vc(200))
+          .addColumn('locale', vc(16), (c) => c.notNull())
+          .addColumn('created_at', vc(30), (c) => c.notNull())
+          .addColumn('last_login_at', vc(30))
+          .modifyEnd(tableEnd)
+          .execute();
+        await db.schema
+          .createTable('api_keys')
+          .addColumn('id', vc(36), (c) => c.primaryKey())
+          .addColumn('user_id', vc(36), (c) => c.notNull())
+          .addColumn('key_id', vc(16), (c) => c.notNull().unique())
+          .addColumn('secret_hash', vc(64), (c) => c.notNull())
+          .addColumn('name', vc(100), (c) => c.notNull())
+          .addColumn('created_at', vc(30), (c) => c.notNull())
+          .addColumn('last_used_at', vc(30))
+          .addColumn('expires_at', vc(30))
+          .addColumn('revoked_at', vc(30))
+          .modifyEnd(tableEnd)
+          .execute();
+        await db.schema.createIndex('api_keys_user').on('api_keys').column('user_id').execute();
+        await db.schema
+          .createTable('revoked_tokens')
+          .addColumn('jti', vc(64), (c) => c.primaryKey())
+          .addColumn('expires_at', vc(30), (c) => c.notNull())
+          .modifyEnd(tableEnd)
+          .execute();
+        await db.schema
+          .createTable('settings')
+          .addColumn('key', vc(64), (c) => c.primaryKey())
+          .addColumn('value', 'text', (c) => c.notNull())
+          .modifyEnd(tableEnd)
+          .execute();
+        await db.schema
+          .createTable('counters')
+          .addColumn('name', vc(64), (c) => c.primaryKey())
+          .addColumn('value', 'bigint', (c) => c.notNull())
+          .modifyEnd(tableEnd)
+          .execute();
+        await db.schema
+          .createTable('resources')
+          .addColumn('uid', vc(36), (c) => c.primaryKey())
+          .addColumn('owner_id', vc(36), (c) => c.notNull())
+          .addColumn('namespace', vc(63), (c) => c.notNull().modifyEnd(bin))
+          .addColumn('kind', vc(16), (c) => c.notNull())
+          .addColumn('name', vc(63), (c) => c.notNull().modifyEnd(bin))
+          .addColumn('name_fold', vc(63), (c) => c.notNull().modifyEnd(bin))
+          .addColumn('live', 'integer')
+          .addColumn('deleted_at', vc(30))
+          .addColumn('generation', 'integer', (c) => c.notNull())
+          .addColumn('resource_version', 'bigint', (c) => c.notNull())
+          .addColumn('display_name', vc(256))
+          .addColumn('labels', 'text', (c) => c.notNull())
+          .addColumn('annotations', big, (c) => c.notNull())
+          .addColumn('spec', big, (c) => c.notNull())
+          .addColumn('status', big, (c) => c.notNull())
+          .addColumn('created_at', vc(30), (c) => c.notNull())
+          .addColumn('updated_at', vc(30), (c) => c.notNull())
+          .modifyEnd(tableEnd)
+          .execute();
+        await db.schema
+          .createIndex('resources_identity')
+          .on('resources')
+          .columns(['owner_id', 'kind', 'namespace', 'name_fold', 'live'])
+          .unique()
+          .execute();
+        await db.schema.createIndex('resources_lookup').on('resources').columns(['kind', 'namespace', 'name', 'owner_id']).execute();
+        await db.schema.createIndex('resources_owner').on('resources').columns(['owner_id', 'kind', 'live']).execute();
+        await db.schema
+          .createTable('resource_refs')
+          .addColumn('from_uid', vc(36), (c) => c.notNull())
+          .addColumn('field', vc(200), (c) => c.notNull())
+          .addColumn('to_kind', vc(16), (c) => c.notNull())
+          .addColumn('to_namespace', vc(63), (c) => c.notNull().modifyEnd(bin))
+          .addColumn('to_name', vc(63), (c) => c.notNull().modifyEnd(bin))
+          .modifyEnd(tableEnd)
+          .execute();
+        await db.schema.createIndex('resource_refs_from').on('resource_refs').column('from_uid').execute();
+        await db.schema.createIndex('resource_refs_to').on('resource_refs').columns(['to_kind', 'to_name', 'to_namespace']).execute();
+        await db.schema
+          .createTable('seed_state')
+          .addColumn('kind', vc(16), (c) => c.notNull())
+          .addColumn('namespace', vc(63), (c) => c.notNull().modifyEnd(bin))
+          .addColumn('name', vc(63), (c) => c.notNull().modifyEnd(bin))
+          .addColumn('seed_version', 'integer', (c) => c.notNull())
+          .addColumn('generation', 'integer', (c) => c.notNull())
+          .addColumn('deleted', 'integer', (c) => c.notNull())
+          .addPrimaryKeyConstraint('seed_state_pk', ['kind', 'namespace', 'name'])
+          .modifyEnd(tableEnd)
+          .execute();
+        await db.insertInto('counters' as never).values({ name: 'resource_version', value: 0 } as never).execute();
+      },
+    },
+  };
+}
+
+/** Brings the schema up to date; refuses to run against a database newer than this code. */
+export async function migrateToLatest(db: Kysely<unknown>, dialect: DialectName): Promise<void> {
+  const provider: MigrationProvider = { getMigrations: async () => migrations(dialect) };
+  const migrator = new Migrator({ db, provider, migrationTableName: 'wegent_migrations', migrationLockTableName: 'wegent_migrations_lock' });
+  const { error, results } = await migrator.migrateToLatest();
+  const failed = results?.find((r) => r.status === 'Error');
+  if (error) throw new Error(`database migration ${failed?.migrationName ?? ''} failed: ${(error as Error).message ?? String(error)}`);
+}
