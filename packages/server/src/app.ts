@@ -10,7 +10,7 @@ import cors from '@fastify/cors';
 import type { ServerConfig } from './config.js';
 import type { Storage } from './storage/database.js';
 import type { SecretBox } from './secrets/keyring.js';
-import { frameworkErrors, registerBodyParsers, registerErrorHandling, sendStatus } from './http/plumbing.js';
+import { frameworkErrors, isDocumentOnly, registerBodyParsers, registerErrorHandling, sendStatus } from './http/plumbing.js';
 import { ForbiddenError, UnauthorizedError } from './errors.js';
 import type { AccountService } from './auth/service.js';
 import type { ResourceService } from './resources/service.js';
@@ -52,7 +52,8 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     frameworkErrors,
   }).withTypeProvider<ZodTypeProvider>();
 
-  app.setValidatorCompiler(validatorCompiler);
+  // Resource bodies (JSON or YAML, unknown spec fields kept) are validated by the resource service.
+  app.setValidatorCompiler((route) => (route.httpPart === 'body' && isDocumentOnly(route.schema) ? (data: unknown) => ({ value: data }) : validatorCompiler(route as Parameters<typeof validatorCompiler>[0])));
   app.setSerializerCompiler(serializerCompiler);
   registerBodyParsers(app);
   registerErrorHandling(app);

@@ -3,6 +3,16 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { jsonDepth, ManifestSyntaxError, parseYamlDocuments, fieldPath, type Cause } from '@wegent/core';
 import { ApiError, BadRequestError, invalidMessage, NotFoundError, ValidationError } from '../errors.js';
 
+/** Body schemas that only document a route: the route's service validates the body itself. */
+const documentedOnly = new WeakSet<object>();
+export function documentOnly<T extends object>(schema: T): T {
+  documentedOnly.add(schema);
+  return schema;
+}
+export function isDocumentOnly(schema: unknown): boolean {
+  return typeof schema === 'object' && schema !== null && documentedOnly.has(schema);
+}
+
 /** A YAML request body: the parsed, non-empty documents. */
 export class YamlBody {
   constructor(readonly documents: unknown[]) {}

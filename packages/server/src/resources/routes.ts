@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { KINDS, lookupKind, parseLabelSelector, printYaml, ResourceDocument, SelectorSyntaxError, StatusBody, isUnsupportedUpstreamKind, Name, type KindName } from '@wegent/core';
 import type { App, AppContext } from '../app.js';
 import { ApiError, BadRequestError, ForbiddenError, NotFoundError } from '../errors.js';
-import { YamlBody } from '../http/plumbing.js';
+import { documentOnly, YamlBody } from '../http/plumbing.js';
 import type { Actor, ApplyResultItem } from './service.js';
 
 const PLURALS = Object.values(KINDS).map((k) => k.plural);
@@ -33,7 +33,8 @@ const DeleteResultBody = z
   .object({ kind: z.literal('DeleteResult'), apiVersion: z.string(), dryRun: z.boolean(), results: z.array(z.object({ index: z.number(), kind: z.string(), namespace: z.string().optional(), name: z.string().optional(), action: z.string() }).loose()) })
   .meta({ id: 'DeleteResult' });
 /** Resource bodies are validated by the resource service (unknown spec fields kept), documented here. */
-const DocumentBody = z.union([ResourceDocument, z.array(ResourceDocument), z.string()]).describe('one resource document (JSON or YAML)');
+const DocumentBody = documentOnly(z.union([ResourceDocument, z.array(ResourceDocument), z.string()]).describe('resource document(s), JSON or YAML'));
+const PatchBody = documentOnly(z.record(z.string(), z.unknown()).describe('RFC 7386 merge patch of the document'));
 const errors = { 400: StatusBody, 401: StatusBody, 403: StatusBody, 404: StatusBody, 409: StatusBody, 413: StatusBody, 415: StatusBody, 422: StatusBody };
 
 function actorOf(req: FastifyRequest): Actor {
@@ -209,7 +210,7 @@ export async function registerResourceRoutes(app: App, ctx: AppContext): Promise
     return writeResult(reply, item, false);
   });
 
-  app.patch('/api/v1/namespaces/:ns/:plural/:name', { config: { auth: 'user' }, schema: { tags, summary: 'Merge-patch a resource (RFC 7386)', params: nameParams, querystring: writeQuery, body: z.record(z.string(), z.unknown()).or(z.unknown()), response: { 200: ResourceDocument, ...errors } } }, async (req, reply) => {
+  app.patch('/api/v1/namespaces/:ns/:plural/:name', { config: { auth: 'user' }, schema: { tags, summary: 'Merge-patch a resource (RFC 7386)', params: nameParams, querystring: writeQuery, body: PatchBody, response: { 200: ResourceDocument, ...errors } } }, async (req, reply) => {
     const kind = kindOf(req.params.plural);
     checkName(req.params.name, kind);
     const ct = req.headers['content-type'] ?? '';
@@ -273,7 +274,7 @@ export async function registerResourceRoutes(app: App, ctx: AppContext): Promise
     const item = await svc.replace(actorOf(req), oneDocument(req.body), { public: wantsPublic(req, req.query.scope), dryRun: isDryRun(req.query.dryRun), routeKind: kind, routeNamespace: req.query.namespace ?? 'default', pathName: req.params.name, allowV1: true });
     return writeResult(reply, item, false);
   });
-  app.patch('/api/v1/kinds/:plural/:name', { config: { auth: 'user' }, schema: { tags: aliasTags, params: kindsNameParams, querystring: writeQuery.extend(nsQuery.shape), body: z.record(z.string(), z.unknown()).or(z.unknown()), response: { 200: ResourceDocument, ...errors } } }, async (req, reply) => {
+  app.patch('/api/v1/kinds/:plural/:name', { config: { auth: 'user' }, schema: { tags: aliasTags, params: kindsNameParams, querystring: writeQuery.extend(nsQuery.shape), body: PatchBody, response: { 200: ResourceDocument, ...errors } } }, async (req, reply) => {
     const kind = kindOf(req.params.plural);
     checkName(req.params.name, kind);
     const item = await svc.patch(actorOf(req), kind, req.query.namespace ?? 'default', req.params.name, req.body, { public: wantsPublic(req, req.query.scope), dryRun: isDryRun(req.query.dryRun) });
