@@ -11,7 +11,8 @@ import type { ServerConfig } from './config.js';
 import type { Storage } from './storage/database.js';
 import type { SecretBox } from './secrets/keyring.js';
 import { frameworkErrors, isDocumentOnly, registerBodyParsers, registerErrorHandling, sendStatus } from './http/plumbing.js';
-import { ForbiddenError, UnauthorizedError } from './errors.js';
+import { BadRequestError, ForbiddenError, TooManyRequestsError, UnauthorizedError } from './errors.js';
+import { FixedWindowCounter } from './auth/rate-window.js';
 import type { AccountService } from './auth/service.js';
 import type { ResourceService } from './resources/service.js';
 import { registerAuthRoutes } from './auth/routes.js';
@@ -30,6 +31,8 @@ export interface AppContext {
   log: Logger;
   startedAt: number;
   version: string;
+  /** Set on SIGTERM/SIGINT: /readyz answers 503 while running work drains. */
+  draining?: boolean;
 }
 
 /** The application type every route module registers on (zod type provider). */
@@ -58,11 +61,13 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   registerBodyParsers(app);
   registerErrorHandling(app);
 
+  // Per-user limit for authenticated routes (api.md §2.10); sign-in routes count on their own.
+  const defaultLimit = new FixedWindowCounter(ctx.config.rate.default, 60_000);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('X-Request-Id', request.id);
     const url = request.url;
     if (url.length > 8192 + 1024 || (url.indexOf('?') >= 0 && url.length - url.indexOf('?') > 8192)) {
-      throw new (await import('./errors.js')).BadRequestError('query string is longer than 8 KiB');
+      throw new BadRequestError('query string is longer than 8 KiB');
     }
     const auth = request.routeOptions.config?.auth ?? (request.routeOptions.url?.startsWith('/api/v1/') ? 'user' : 'anon');
     if (auth === 'anon') return;
@@ -70,6 +75,11 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     if (!principal) return sendStatus(reply, new UnauthorizedError());
     request.principal = principal;
     if (auth === 'admin' && principal.role !== 'admin') return sendStatus(reply, new ForbiddenError('this route is for administrators'));
+    const decision = defaultLimit.hit(principal.userId);
+    if (!decision.allowed) {
+      reply.header('RateLimit-Limit', String(decision.limit)).header('RateLimit-Remaining', '0').header('RateLimit-Reset', String(decision.resetSeconds));
+      return sendStatus(reply, new TooManyRequestsError(decision.resetSeconds));
+    }
   });
 
   await app.register(helmet, { global: true });

@@ -20,6 +20,7 @@ async function main(): Promise<void> {
     if (stopping) process.exit(1);
     stopping = true;
     server.ctx.log.info({ signal }, 'shutting down');
+    server.ctx.draining = true;
     await server.close();
     process.exit(0);
   };

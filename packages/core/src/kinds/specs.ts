@@ -157,6 +157,8 @@ export const SkillSpec = specObject({
 });
 
 const GIT_URL = /^(https?:\/\/|ssh:\/\/|file:\/\/|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)/;
+// Git ref-name rules (git check-ref-format): control characters are part of the rule.
+// eslint-disable-next-line no-control-regex
 const GIT_REF_BAD = /(^[./]|\.\.|[\x00-\x20~^:?*[\\\x7f]|@\{|\/\.|\/$|\.lock$|\.$|\/\/)/;
 
 export const WorkspaceSpec = specObject({

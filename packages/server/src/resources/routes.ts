@@ -302,10 +302,10 @@ export async function registerResourceRoutes(app: App, ctx: AppContext): Promise
     if (!rows[0]) throw new NotFoundError(`${kind} '${req.params.name}' not found`);
     return svc.toApi(rows[0], owner) as ResourceDocument;
   });
-  app.delete('/api/v1/admin/users/:id/namespaces/:ns/:plural/:name', { config: { auth: 'admin' }, schema: { tags: adminTags, params: adminParams.extend({ name: z.string() }), response: { 204: z.null(), ...errors } } }, async (req, reply) => {
+  app.delete('/api/v1/admin/users/:id/namespaces/:ns/:plural/:name', { config: { auth: 'admin' }, schema: { tags: adminTags, params: adminParams.extend({ name: z.string() }), querystring: z.object({ dryRun: dryRunParam }), response: { 204: z.null(), ...errors } } }, async (req, reply) => {
     const kind = kindOf(req.params.plural);
     const owner = await ownerInfo(req.params.id);
-    await svc.delete({ userId: owner.id, isAdmin: false }, kind, req.params.ns, req.params.name, { public: false, dryRun: false });
+    await svc.delete({ userId: owner.id, isAdmin: false }, kind, req.params.ns, req.params.name, { public: false, dryRun: isDryRun(req.query.dryRun) });
     return reply.code(204).send(null);
   });
 }

@@ -5,6 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { startServer, createLogger, type RunningServer } from '../server.js';
 import type { ServerConfig } from '../config.js';
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read arbitrary JSON bodies
+export type TestResponse = { status: number; body: any; headers: Headers; text: string };
+
 export interface TestServer extends RunningServer {
   adminPassword: string;
   dataDir: string;
@@ -14,7 +17,7 @@ export interface TestServer extends RunningServer {
   createUser(username: string, role?: 'user' | 'admin'): Promise<{ id: string; token: string; password: string }>;
   adminToken: string;
   /** fetch against this server with an optional bearer token. */
-  request(method: string, urlPath: string, opts?: { token?: string; body?: unknown; headers?: Record<string, string>; raw?: string }): Promise<{ status: number; body: any; headers: Headers; text: string }>;
+  request(method: string, urlPath: string, opts?: { token?: string; body?: unknown; headers?: Record<string, string>; raw?: string }): Promise<TestResponse>;
   stop(): Promise<void>;
 }
 
