@@ -22,6 +22,23 @@ export interface RunningServer {
 
 export class StartupError extends Error {}
 
+/** Purges soft-deleted resources past the retention period, at start and then hourly. */
+function startPurgeJob(ctx: AppContext): NodeJS.Timeout {
+  const run = async () => {
+    try {
+      const before = new Date(Date.now() - ctx.config.deletedRetentionDays * 86_400_000).toISOString();
+      const n = await ctx.resources.store.purgeDeleted(before);
+      if (n) ctx.log.info({ count: n }, 'purged deleted resources past their retention');
+    } catch (e) {
+      ctx.log.warn({ err: e }, 'purging deleted resources failed');
+    }
+  };
+  void run();
+  const timer = setInterval(() => void run(), 3_600_000);
+  timer.unref();
+  return timer;
+}
+
 /** Creates the logger with secret redaction (api.md §10). */
 export function createLogger(level: string): Logger {
   return pino({
@@ -57,7 +74,9 @@ export async function startServer(overrides: Partial<ServerConfig> = {}, env: Re
     const ctx: AppContext = { config, storage, secretBox, accounts, resources, log, startedAt: Date.now(), version: VERSION };
     if (config.seed) await seedPublicResources(ctx);
     await accounts.prepareFirstRun();
+    const purge = startPurgeJob(ctx);
     const app = await buildApp(ctx);
+    app.addHook('onClose', async () => clearInterval(purge));
     await app.listen({ port: config.port, host: config.host });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;

@@ -501,6 +501,53 @@ export class ResourceService {
     for (const p of plans) {
       if (p.record && !writes.includes(p) && p.existing) p.record = p.existing;
     }
+    await this.refreshReferrers(writes.map((p) => p.record!));
+  }
+
+  /**
+   * Recomputes the status of resources that reference the changed ones (resources.md §5), following
+   * the chain a few levels (Shell → Bot → Team). Best effort: a failure here never fails the write.
+   */
+  private async refreshReferrers(changed: ResourceRecord[]): Promise<void> {
+    try {
+      let frontier = changed;
+      const done = new Set(changed.map((r) => r.uid));
+      for (let depth = 0; depth < 3 && frontier.length; depth++) {
+        const next: ResourceRecord[] = [];
+        const seenNames = new Set<string>();
+        for (const target of frontier) {
+          const nameKey = `${target.kind}\u0000${target.name}`;
+          if (seenNames.has(nameKey)) continue;
+          seenNames.add(nameKey);
+          for (const c of await this.store.referrerCandidates(this.store.db, target.kind, target.name)) {
+            if (done.has(c.record.uid)) continue;
+            done.add(c.record.uid);
+            if (await this.recomputeStatus(c.record)) next.push(c.record);
+          }
+        }
+        frontier = next;
+      }
+    } catch (e) {
+      this.log.warn({ err: e }, 'could not refresh the status of referring resources');
+    }
+  }
+
+  /** Recomputes one stored resource's status; writes and returns true when it changed. */
+  private async recomputeStatus(record: ResourceRecord): Promise<boolean> {
+    const resolved: Resolved = new Map();
+    const cache = new Map<string, ResourceRecord[]>();
+    for (const r of referencesOf(record.kind, record.spec)) {
+      resolved.set(r.field, await this.resolveRecord(record.ownerId, record.namespace, r.kind, r.ref, new Map(), cache));
+    }
+    const now = new Date().toISOString();
+    const { status } = checkKind(record.kind, record.spec, resolved, record.generation, { gitAllowLocal: this.config.gitAllowLocal, now, existingStatus: record.status });
+    if (canonicalJson({ ...record.status, updatedAt: null }) === canonicalJson({ ...status, updatedAt: null })) return false;
+    await this.storage.db.transaction().execute(async (trx) => {
+      const version = await this.store.nextVersions(trx, 1);
+      await this.store.updateStatus(trx, record.uid, status, version, now);
+    });
+    record.status = status;
+    return true;
   }
 
   // ---------------------------------------------------------------- deletes
@@ -582,6 +629,7 @@ export class ResourceService {
       let version = await this.store.nextVersions(trx, order.length);
       for (const t of order) await this.store.softDelete(trx, t.uid, version++, at);
     });
+    await this.refreshReferrers(order);
   }
 
   /** Live resources whose reference currently resolves to `target` (resources.md §6.4). */

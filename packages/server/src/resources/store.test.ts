@@ -141,3 +141,36 @@ describe.each(DATABASE_ENGINES)('resource store on %s', (engine) => {
     await svc.create(alice, bot('uses-public', 'pub-ghost', 'pub-shell'), { ...opts, routeKind: 'Bot' });
   });
 });
+
+describe('status follows what a resource references', () => {
+  let tdb: TestDatabase;
+  let storage: Storage;
+  let svc: ResourceService;
+  beforeAll(async () => {
+    tdb = await createTestDatabase('sqlite');
+    storage = await openStorage(tdb.url);
+    await migrateToLatest(storage.db as never, storage.dialect);
+    svc = new ResourceService(storage, new SecretBox(randomBytes(32)), loadConfig({}), createLogger('silent'));
+  });
+  afterAll(async () => {
+    await storage?.close();
+    await tdb?.drop();
+  });
+
+  it('clears a Ghost’s missing-skill warning once the Skill is created', async () => {
+    await svc.create(alice, ghost('skilled', { skills: ['later'] }), { public: false, dryRun: false, routeNamespace: 'default', routeKind: 'Ghost' });
+    expect(((await svc.get(alice, 'Ghost', 'default', 'skilled')) as any).status.warnings).toEqual(["skill 'later' not found; it will be skipped at run time"]);
+    await svc.create(alice, { kind: 'Skill', metadata: { name: 'later' }, spec: { description: 'd', bindShells: ['Chat'] } }, { public: false, dryRun: false, routeNamespace: 'default', routeKind: 'Skill' });
+    expect(((await svc.get(alice, 'Ghost', 'default', 'skilled')) as any).status.warnings).toBeUndefined();
+  });
+
+  it('marks a Team unavailable when its Bot’s Shell changes to an unsupported type', async () => {
+    await svc.apply(alice, [shell('flex'), ghost('g'), bot('b', 'g', 'flex'), { kind: 'Team', metadata: { name: 't' }, spec: { members: [{ botRef: { name: 'b' } }] } }], { public: false, dryRun: false, defaultNamespace: 'default' });
+    expect(((await svc.get(alice, 'Team', 'default', 't')) as any).status.state).toBe('Available');
+    await svc.replace(alice, { kind: 'Shell', metadata: { name: 'flex' }, spec: { shellType: 'Agno' } }, { public: false, dryRun: false, routeNamespace: 'default', routeKind: 'Shell', pathName: 'flex' });
+    expect(((await svc.get(alice, 'Bot', 'default', 'b')) as any).status.state).toBe('Unavailable');
+    const team = (await svc.get(alice, 'Team', 'default', 't')) as any;
+    expect(team.status.state).toBe('Unavailable');
+    expect(team.status.message).toContain("member 0 (Bot 'b') is unavailable");
+  });
+});

@@ -206,6 +206,12 @@ export class ResourceStore {
     return rows.map((row) => ({ record: toRecord(row as unknown as ResourcesTable), field: (row as { ref_field: string }).ref_field, ref: { namespace: (row as { ref_namespace: string }).ref_namespace } }));
   }
 
+  /** Removes rows soft-deleted before `before` for good (resources.md §8); returns how many. */
+  async purgeDeleted(before: string): Promise<number> {
+    const result = await this.db.deleteFrom('resources').where('live', 'is', null).where('deleted_at', '<', before).executeTakeFirst();
+    return Number(result.numDeletedRows ?? 0);
+  }
+
   /** Namespaces with live resources, counted per owner kind (own vs public). */
   async namespaces(ownerId: string): Promise<Array<{ name: string; own: number; public: number }>> {
     const rows = await this.db
