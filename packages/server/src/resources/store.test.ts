@@ -98,6 +98,16 @@ describe.each(DATABASE_ENGINES)('resource store on %s', (engine) => {
     expect(rows).toHaveLength(2);
   });
 
+  it('purges soft-deleted rows past the retention period and keeps live ones', async () => {
+    await svc.create(alice, ghost('short-lived'), { ...opts, routeKind: 'Ghost' });
+    await svc.delete(alice, 'Ghost', 'default', 'short-lived', { public: false, dryRun: false });
+    expect(await svc.store.purgeDeleted('2000-01-01T00:00:00.000Z')).toBe(0);
+    expect(await svc.store.purgeDeleted(new Date(Date.now() + 1000).toISOString())).toBeGreaterThanOrEqual(1);
+    const left = await storage.db.selectFrom('resources').select('name').where('live', 'is', null).execute();
+    expect(left).toEqual([]);
+    expect((await svc.get(alice, 'Ghost', 'default', 'phoenix') as any).metadata.name).toBe('phoenix');
+  });
+
   it('applies nothing when one document of a batch is invalid', async () => {
     const err = await rejection(svc.apply(alice, [ghost('batch-a'), bot('batch-bot', 'batch-a', 'no-such-shell'), ghost('batch-c')], { public: false, dryRun: false, defaultNamespace: 'default' }));
     expect(err.code).toBe(422);
