@@ -70,6 +70,8 @@ export interface NormalizeOptions {
 }
 
 export const MAX_DOCUMENT_BYTES = 512 * 1024;
+/** Stands for "generate the name from the id" on a Task document without a name. */
+export const TASK_NAME_PLACEHOLDER = '\u0000generated';
 const KNOWN_TOP = new Set(['apiVersion', 'kind', 'metadata', 'spec', 'status']);
 const CLIENT_META = new Set(['name', 'namespace', 'displayName', 'labels', 'annotations']);
 const SERVER_META = new Set(['uid', 'resourceVersion', 'generation', 'creationTimestamp', 'updateTimestamp', 'scope', 'owner', 'deletionTimestamp']);
@@ -186,9 +188,11 @@ export function normalizeDocument(raw: unknown, opts: NormalizeOptions = {}): No
 
   const md = raw.metadata;
   if (!isPlainObject(md)) return invalid('metadata', 'FieldValueRequired', 'metadata with at least a name is required', kind);
-  const name = md.name;
+  let name = md.name;
+  // A Task without a name gets one from its id (resources.md §4); the server fills it in.
+  if ((name === undefined || name === null) && kind === 'Task') name = TASK_NAME_PLACEHOLDER;
   if (name === undefined || name === null || name === '') return invalid('metadata.name', 'FieldValueRequired', 'name is required', kind);
-  if (!isValidName(name)) return invalid('metadata.name', 'FieldValueInvalid', NAME_RULE_MESSAGE, kind, typeof name === 'string' ? name : undefined);
+  if (name !== TASK_NAME_PLACEHOLDER && !isValidName(name)) return invalid('metadata.name', 'FieldValueInvalid', NAME_RULE_MESSAGE, kind, typeof name === 'string' ? name : undefined);
 
   const causes: Cause[] = [];
   let namespace = md.namespace;

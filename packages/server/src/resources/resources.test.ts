@@ -186,6 +186,35 @@ describe('writes', () => {
   });
 });
 
+describe('tasks through the resource API', () => {
+  it('creates a Task from a manifest with a generated name, a UUIDv7 id and PENDING status', async () => {
+    const res = await yaml(alice.token, 'POST', '/api/v1/apply', 'kind: Task\nmetadata: {namespace: default}\nspec:\n  title: First\n  prompt: Hello team\n  teamRef: {name: wegent-chat, user_id: 7}\n');
+    expect(res.status, res.text).toBe(200);
+    const [result] = res.body.results;
+    expect(result.action).toBe('created');
+    expect(result.uid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-/);
+    expect(result.name).toBe(`t-${result.uid.replace(/-/g, '').slice(-12)}`);
+    const task = await server.request('GET', `/api/v1/namespaces/default/tasks/${result.name}`, { token: alice.token });
+    expect(task.body.status.status).toBe('PENDING');
+    expect(task.body.spec.teamRef).toEqual({ name: 'wegent-chat' });
+    expect(task.body.metadata.labels['wegent.io/source']).toBe('manifest');
+  });
+
+  it('refuses to change an immutable Task field and to delete a Team with an active task', async () => {
+    const list = await server.request('GET', '/api/v1/namespaces/default/tasks', { token: alice.token });
+    const name = list.body.items[0].metadata.name;
+    const res = await server.request('PATCH', `/api/v1/namespaces/default/tasks/${name}`, { token: alice.token, body: { spec: { prompt: 'changed' } }, headers: { 'content-type': 'application/merge-patch+json' } });
+    expect(res.status).toBe(422);
+    expect(res.body.details.causes[0]).toMatchObject({ field: 'spec.prompt', reason: 'FieldValueForbidden', message: 'field is immutable' });
+    const title = await server.request('PATCH', `/api/v1/namespaces/default/tasks/${name}`, { token: alice.token, body: { spec: { title: 'Renamed' } }, headers: { 'content-type': 'application/merge-patch+json' } });
+    expect(title.status).toBe(200);
+    await yaml(alice.token, 'POST', '/api/v1/apply', 'kind: Team\nmetadata: {name: busy}\nspec: {members: [{botRef: {name: wegent-assistant}}]}\n---\nkind: Task\nmetadata: {name: busy-task}\nspec: {prompt: hi, teamRef: {name: busy}}\n');
+    const del = await server.request('DELETE', '/api/v1/namespaces/default/teams/busy', { token: alice.token });
+    expect(del.status).toBe(409);
+    expect(del.body.details.causes[0].message).toBe('Task default/busy-task (spec.teamRef)');
+  });
+});
+
 describe('reads', () => {
   it('pages with limit and continue and refuses a forged token', async () => {
     const docs = Array.from({ length: 12 }, (_, i) => `kind: Ghost\nmetadata: {name: p${String(i).padStart(2, '0')}, namespace: pages, labels: {n: "${i % 3}"}}\nspec: {systemPrompt: x}`).join('\n---\n');

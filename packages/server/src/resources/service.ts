@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { v7 as uuidv7 } from 'uuid';
 import type { Logger } from 'pino';
 import {
   foldName,
@@ -10,6 +11,7 @@ import {
   normalizeDocument,
   RESERVED_LABEL_PREFIX,
   MAX_DOCUMENT_BYTES,
+  TASK_NAME_PLACEHOLDER,
   type Cause,
   type KindName,
   type NormalizedDocument,
@@ -301,6 +303,12 @@ export class ResourceService {
         }
         const doc = result.doc;
         plan.doc = doc;
+        let newUid: string | undefined;
+        if (doc.metadata.name === TASK_NAME_PLACEHOLDER) {
+          // Task ids are UUIDv7; the name takes the random tail (the head is a timestamp).
+          newUid = uuidv7();
+          doc.metadata.name = `t-${newUid.replace(/-/g, '').slice(-12)}`;
+        }
         plan.warnings.push(...doc.warnings);
         const { kind, metadata } = doc;
         if (opts.public && kind === 'Task') {
@@ -370,7 +378,7 @@ export class ResourceService {
         if (causes.length) throw new ValidationError(invalidMessage(kind, metadata.name, causes), causes, { kind, name: metadata.name });
 
         const record: ResourceRecord = {
-          uid: existing?.uid ?? (opts.dryRun ? '' : randomUUID()),
+          uid: existing?.uid ?? (opts.dryRun ? '' : (newUid ?? (kind === 'Task' ? uuidv7() : randomUUID()))),
           ownerId,
           namespace: metadata.namespace,
           kind,
