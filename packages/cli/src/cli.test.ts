@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, statSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -174,6 +174,35 @@ describe('wegent against a real server', { timeout: 120_000 }, () => {
     expect(get.stdout).toContain('wegent-assistant');
   });
 
+  it.skipIf(!existsSync('/usr/bin/script'))('asks for the username and, without echo, the password on a terminal', async () => {
+    const user = await freshUser();
+    const configHome = tempDir('wegent-cli-tty-');
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('WEGENT_')) env[k] = v;
+    Object.assign(env, { XDG_CONFIG_HOME: configHome, HOME: configHome });
+    // `script` gives the CLI a pseudo-terminal; answers are typed only once each prompt shows.
+    const child = spawn('/usr/bin/script', ['-qec', `${process.execPath} --import tsx ${MAIN} --server ${server.url} login`, '/dev/null'], { cwd: ROOT, env });
+    let out = '';
+    let answered = 0;
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (answered === 0 && out.includes('Username:')) {
+        answered = 1;
+        child.stdin.write(user.username + '\r');
+      } else if (answered === 1 && out.includes('Password:')) {
+        answered = 2;
+        child.stdin.write(user.password + '\r');
+      }
+    });
+    const watchdog = setTimeout(() => child.kill(), 30_000);
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    clearTimeout(watchdog);
+    expect(out).toContain(`Logged in to ${server.url} as ${user.username}`);
+    expect(code).toBe(0);
+    expect(out).not.toContain(user.password);
+    expect(JSON.parse(readFileSync(path.join(configHome, 'wegent', 'config.json'), 'utf8')).server).toBe(server.url);
+  });
+
   it('reports a wrong password as a refusal (exit 1) and missing values without a terminal as usage errors (exit 2)', async () => {
     const user = await freshUser();
     const [wrong, noUser, noPassword] = await Promise.all([
@@ -182,7 +211,7 @@ describe('wegent against a real server', { timeout: 120_000 }, () => {
       cli(['--server', server.url, 'login', '--username', user.username]),
     ]);
     expect(wrong.code).toBe(1);
-    expect(wrong.stderr).toContain('Error from server (Unauthorized): incorrect username or password');
+    expect(wrong.stderr).toBe('Error from server (Unauthorized): incorrect username or password\n');
     expect(noUser.code).toBe(2);
     expect(noPassword.code).toBe(2);
     expect(noPassword.stderr).toContain('--password-stdin');
@@ -204,6 +233,18 @@ describe('wegent against a real server', { timeout: 120_000 }, () => {
     );
     const changed = await cli(['apply', '-f', '-'], { env: user.env, input: ghostDoc('reviewer-ghost') });
     expect(changed.stdout).toBe('ghost/reviewer-ghost configured\n');
+  });
+
+  it('prints warnings on stderr and skips kinds this server does not implement', async () => {
+    const user = await freshUser();
+    const manifest =
+      ghostDoc('warned-ghost').replace('spec:\n', 'spec:\n  skills: [no-such-skill]\n') +
+      '---\napiVersion: agent.wecode.io/v1\nkind: KnowledgeBase\nmetadata: { name: docs }\nspec: {}\n';
+    const r = await cli(['apply', '-f', '-'], { env: user.env, input: manifest });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('ghost/warned-ghost created\nknowledgebase/docs skipped\n');
+    expect(r.stderr).toMatch(/^Warning: .*no-such-skill/m);
+    expect(r.stderr).toMatch(/^Warning: kind KnowledgeBase is not supported/m);
   });
 
   it('applies a folder: its *.yaml, *.yml and *.json files in name order, not its subfolders', async () => {
@@ -269,7 +310,7 @@ describe('wegent against a real server', { timeout: 120_000 }, () => {
     const user = await freshUser();
     const r = await cli(['apply', '-f', '-'], { env: user.env, input: ghostDoc('a') + '---\nkind: Ghost\nmetadata: [oops\n' });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^Error from server \(BadRequest\): document 2/);
+    expect(r.stderr).toMatch(/^Error from server \(BadRequest\): .*document 2, line \d+, column \d+/);
   });
 
   it('lists ghosts as a NAME/SCOPE/STATE/AGE table with own and public resources, for any spelling of the kind', async () => {
@@ -282,8 +323,9 @@ describe('wegent against a real server', { timeout: 120_000 }, () => {
     expect(lines[0]).toMatch(/^NAME\s+SCOPE\s+STATE\s+AGE$/);
     expect(plural.stdout).toMatch(/^reviewer-ghost\s+user\s+Available\s+\d+[sm]$/m);
     expect(plural.stdout).toMatch(/^wegent-assistant\s+public\s+Available\s+\d+[smhd]$/m);
-    expect(capital.stdout).toBe(plural.stdout);
-    expect(singular.stdout).toBe(plural.stdout);
+    const withoutAge = (out: string) => out.replace(/\s+\S+$/gm, '');
+    expect(withoutAge(capital.stdout)).toBe(withoutAge(plural.stdout));
+    expect(withoutAge(singular.stdout)).toBe(withoutAge(plural.stdout));
 
     const shells = await cli(['get', 'shells'], { env: user.env });
     for (const name of ['Chat', 'Code', 'ClaudeCode', 'Dify', 'review-shell']) expect(shells.stdout).toMatch(new RegExp(`^${name}\\s`, 'm'));

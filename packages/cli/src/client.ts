@@ -102,9 +102,10 @@ export class WegentClient {
       }
     }
     if (res.status >= 400) {
-      if (isStatusBody(parsed)) throw new ServerRefusedError(res.status, parsed.reason || String(res.status), parsed.message, parsed);
+      const hint = res.status === 401 && opts.auth !== false ? "run 'wegent login' to sign in again, or check WEGENT_TOKEN" : undefined;
+      if (isStatusBody(parsed)) throw new ServerRefusedError(res.status, parsed.reason || String(res.status), parsed.message, parsed, { hint });
       const snippet = typeof parsed === 'string' ? parsed.slice(0, 200).trim() : '';
-      throw new ServerRefusedError(res.status, res.statusText || `HTTP ${res.status}`, snippet || `HTTP ${res.status}`, parsed);
+      throw new ServerRefusedError(res.status, res.statusText || `HTTP ${res.status}`, snippet || `HTTP ${res.status}`, parsed, { hint });
     }
     return { status: res.status, headers: res.headers, body: parsed };
   }

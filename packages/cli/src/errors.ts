@@ -49,7 +49,16 @@ export function isStatusBody(body: unknown): body is StatusBody {
   return typeof body === 'object' && body !== null && (body as { kind?: unknown }).kind === 'Status' && typeof (body as { message?: unknown }).message === 'string';
 }
 
-/** The server answered with an error status: exit 1, its Status message on stderr. */
+/** The field-level causes of a Status, one indented line each (at most 20). */
+function causeLines(body: unknown): string {
+  if (!isStatusBody(body) || !Array.isArray(body.details?.causes)) return '';
+  const causes = body.details.causes;
+  const lines = causes.slice(0, 20).map((c) => `\n  ${c.field ? `${c.field}: ` : ''}${c.message}`);
+  if (causes.length > 20) lines.push(`\n  ... and ${causes.length - 20} more`);
+  return lines.join('');
+}
+
+/** The server answered with an error status: exit 1, its Status message (and causes) on stderr. */
 export class ServerRefusedError extends CliError {
   constructor(
     readonly httpStatus: number,
@@ -57,10 +66,12 @@ export class ServerRefusedError extends CliError {
     readonly serverMessage: string,
     /** The parsed response body (a Status when the server follows the spec). */
     readonly body: unknown,
+    opts: { showCauses?: boolean; hint?: string } = {},
   ) {
     super(
       `Error from server (${reason}): ${serverMessage}` +
-        (httpStatus === 401 ? "\nhint: run 'wegent login' to sign in again, or check WEGENT_TOKEN" : ''),
+        (opts.showCauses === false ? '' : causeLines(body)) +
+        (opts.hint ? `\nhint: ${opts.hint}` : ''),
       EXIT.refused,
     );
   }

@@ -62,8 +62,8 @@ export function resourceTable(items: Resource[], withNamespace: boolean): string
   return formatTable(headers, rows);
 }
 
-/** `<kind in lower case>/<name>`, the way results are named in command output. */
+/** `<kind in lower case>/<name>`, the way results are named in command output; `<document N>` when unnamed. */
 export function objectRef(kind: string | undefined, name: string | undefined, index?: number): string {
-  if (!kind && !name) return `document ${index !== undefined ? index + 1 : '?'}`;
-  return `${(kind ?? 'unknown').toLowerCase()}/${name ?? '<unnamed>'}`;
+  const doc = `<document ${index !== undefined ? index + 1 : '?'}>`;
+  return `${kind ? kind.toLowerCase() : 'unknown'}/${name ?? doc}`;
 }

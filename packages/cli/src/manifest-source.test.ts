@@ -33,6 +33,8 @@ describe('readManifests', () => {
   it('reads stdin for "-", converting JSON to YAML documents', async () => {
     const body = await readManifests(['-'], Readable.from([Buffer.from('{"kind":"Ghost","metadata":{"name":"from-json"}}')]));
     expect(names(body)).toEqual(['from-json']);
+    const flowYaml = await readManifests(['-'], Readable.from([Buffer.from('{kind: Ghost, metadata: {name: flow}}\n')]));
+    expect(names(flowYaml)).toEqual(['flow']);
   });
 
   it('refuses missing paths, empty folders and bad JSON as usage errors', async () => {

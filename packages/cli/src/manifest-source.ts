@@ -25,9 +25,18 @@ function jsonToYamlDocuments(text: string, origin: string): string[] {
   return docs.map((d) => stringify(d, { lineWidth: 0 }));
 }
 
-function looksLikeJson(text: string): boolean {
+/** Stdin may hold JSON or YAML: JSON when it parses as JSON (YAML flow style like `{kind: Ghost}` does not). */
+function stdinDocuments(text: string): string[] {
   const t = text.trimStart();
-  return t.startsWith('{') || t.startsWith('[');
+  if (t.startsWith('{') || t.startsWith('[')) {
+    try {
+      JSON.parse(text);
+      return jsonToYamlDocuments(text, 'stdin');
+    } catch {
+      /* YAML, then */
+    }
+  }
+  return [text];
 }
 
 /** The files a `-f` path stands for: itself, or a folder's *.yaml, *.yml, *.json in name order (not recursive). */
@@ -59,7 +68,7 @@ export async function readManifests(sources: string[], stdin: NodeJS.ReadableStr
   for (const source of sources) {
     if (source === '-') {
       const text = await readAll(stdin);
-      parts.push(...(looksLikeJson(text) ? jsonToYamlDocuments(text, 'stdin') : [text]));
+      parts.push(...stdinDocuments(text));
       continue;
     }
     const files = filesOf(source);

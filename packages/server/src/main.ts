@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { ConfigError } from './config.js';
 import { startServer, StartupError } from './server.js';
+import { FirstRunError } from './auth/service.js';
 
 /** `npm start`: runs Wegent until SIGINT/SIGTERM. */
 async function main(): Promise<void> {
@@ -8,7 +9,7 @@ async function main(): Promise<void> {
   try {
     server = await startServer();
   } catch (e) {
-    if (e instanceof ConfigError || e instanceof StartupError) {
+    if (e instanceof ConfigError || e instanceof StartupError || e instanceof FirstRunError) {
       process.stderr.write(`wegent: ${e.message}\n`);
       process.exit(1);
     }

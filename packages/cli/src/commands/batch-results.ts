@@ -57,7 +57,11 @@ export async function withBatchResults<T>(io: CliIO, dryRun: boolean, send: () =
   } catch (e) {
     if (e instanceof ServerRefusedError) {
       const results = resultsOfFailure(e);
-      if (results) printBatchResults(io, results, dryRun);
+      if (results) {
+        printBatchResults(io, results, dryRun);
+        // The per-document lines already say what each cause says.
+        throw new ServerRefusedError(e.httpStatus, e.reason, e.serverMessage, e.body, { showCauses: false });
+      }
     }
     throw e;
   }

@@ -8,6 +8,10 @@ export interface Principal {
   jti?: string;
   /** JWT expiry, Unix seconds. */
   exp?: number;
+  /** The token version the JWT carries (`tv`), for re-checks of long-lived connections. */
+  tokenVersion?: number;
+  /** The public key id of the API key used (`wgt_<keyid>`), absent for JWTs. */
+  apiKeyId?: string;
 }
 
 /** Who may call a route (api.md §2.3). */

@@ -84,8 +84,3 @@ export class AccessTokens {
     return claims;
   }
 }
-
-/** A string that looks like a JWT (three base64url parts) rather than an API key. */
-export function looksLikeJwt(credential: string): boolean {
-  return /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(credential);
-}

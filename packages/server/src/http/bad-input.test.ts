@@ -96,6 +96,15 @@ beforeAll(async () => {
 afterAll(async () => server?.stop());
 
 describe('malformed input on every write route', () => {
+  it('names a missing field and an unknown field of a schema-checked body', async () => {
+    const res = await server.request('POST', '/api/v1/auth/api-keys', { token: user.token, body: { nme: 'typo' } });
+    expect(res.status).toBe(422);
+    expect(res.body.details.causes).toEqual([
+      { field: 'name', reason: 'FieldValueRequired', message: 'required value' },
+      { field: 'nme', reason: 'FieldValueNotSupported', message: 'unknown field' },
+    ]);
+  });
+
   it('covers the write routes of the OpenAPI document', () => {
     expect(writeRoutes.length).toBeGreaterThanOrEqual(15);
   });

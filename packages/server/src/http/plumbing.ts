@@ -47,7 +47,7 @@ export function registerBodyParsers(app: FastifyInstance): void {
     try {
       done(null, new YamlBody(parseYamlDocuments(body as string)));
     } catch (e) {
-      if (e instanceof ManifestSyntaxError) done(new BadRequestError(`invalid YAML: ${e.message}`), undefined);
+      if (e instanceof ManifestSyntaxError) done(new BadRequestError(e.message), undefined);
       else done(e as Error, undefined);
     }
   });
@@ -67,17 +67,18 @@ export function sendStatus(reply: FastifyReply, error: ApiError): FastifyReply {
 }
 
 function zodCauses(validation: FastifyError['validation'], context: string | undefined): Cause[] {
+  // fastify-type-provider-zod reports {keyword: <zod issue code>, instancePath, message, params}.
   return (validation ?? []).map((v) => {
-    const issue = v as unknown as { instancePath?: string; message?: string; params?: { issue?: { path?: PropertyKey[]; code?: string; input?: unknown } } };
-    const zodIssue = issue.params?.issue;
-    const pathParts = zodIssue?.path ?? (issue.instancePath ?? '').split('/').filter(Boolean);
-    const field = fieldPath(pathParts as PropertyKey[]) || context || 'body';
-    const required = zodIssue?.code === 'invalid_type' && zodIssue.input === undefined;
-    const unknown = zodIssue?.code === 'unrecognized_keys';
+    const issue = v as unknown as { keyword?: string; instancePath?: string; message?: string; params?: { keys?: string[] } };
+    const parts: PropertyKey[] = (issue.instancePath ?? '').split('/').filter(Boolean).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+    const unknownKey = issue.keyword === 'unrecognized_keys' ? issue.params?.keys?.[0] : undefined;
+    if (unknownKey !== undefined) parts.push(unknownKey);
+    const field = fieldPath(parts) || context || 'body';
+    const required = issue.keyword === 'invalid_type' && /received undefined$/.test(issue.message ?? '');
     return {
       field,
-      reason: required ? 'FieldValueRequired' : unknown ? 'FieldValueNotSupported' : 'FieldValueInvalid',
-      message: required ? 'required value' : (issue.message ?? 'invalid value'),
+      reason: required ? 'FieldValueRequired' : unknownKey !== undefined ? 'FieldValueNotSupported' : 'FieldValueInvalid',
+      message: required ? 'required value' : unknownKey !== undefined ? 'unknown field' : (issue.message ?? 'invalid value'),
     };
   });
 }

@@ -167,7 +167,7 @@ export async function registerResourceRoutes(app: App, ctx: AppContext): Promise
     const isPublic = wantsPublic(req, query.scope);
     const dryRun = isDryRun(query.dryRun);
     const results = await svc.batchDelete(actorOf(req), documentsOf(req.body), { public: isPublic, dryRun, ignoreNotFound: query.ignoreNotFound !== 'false', routeNamespace: namespace });
-    return { kind: 'DeleteResult' as const, apiVersion: 'agent.wecode.io/v1', dryRun, results: results.map(({ index, kind, namespace: ns, name, action }) => ({ index, kind, namespace: ns, name, action })) };
+    return { kind: 'DeleteResult' as const, apiVersion: 'agent.wecode.io/v1', dryRun, results: results.map(({ index, kind, namespace: ns, name, action, warnings }) => ({ index, kind, namespace: ns, name, action, ...(warnings.length ? { warnings } : {}) })) };
   }
 
   const nsParams = z.object({ ns: z.string(), plural: z.enum(PLURALS as [string, ...string[]]).or(z.string()) });

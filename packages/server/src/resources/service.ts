@@ -3,6 +3,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { Logger } from 'pino';
 import {
   foldName,
+  isUnsupportedUpstreamKind,
   KINDS,
   MASK_PATTERN,
   mapSecrets,
@@ -235,7 +236,7 @@ export class ResourceService {
   }
 
   private resultOf(p: Plan, withObject: boolean): ApplyResultItem {
-    const kind = p.doc?.kind ?? p.skipped?.kind ?? (p.error?.details.kind as string | undefined) ?? '';
+    const kind = p.doc?.kind ?? (p.error?.details.kind as string | undefined) ?? p.skipped?.kind ?? '';
     const item: ApplyResultItem = {
       index: p.index,
       kind,
@@ -398,6 +399,14 @@ export class ResourceService {
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
         plan.error = e;
+        // Name the document in its result even when it failed before normalisation.
+        const md = raw !== null && typeof raw === 'object' ? ((raw as Obj).metadata as Obj | undefined) : undefined;
+        const rawKind = raw !== null && typeof raw === 'object' ? (raw as Obj).kind : undefined;
+        plan.skipped ??= {
+          kind: typeof rawKind === 'string' ? rawKind : '',
+          name: typeof md?.name === 'string' ? md.name : undefined,
+          namespace: typeof md?.namespace === 'string' ? md.namespace : (opts.routeNamespace ?? opts.defaultNamespace),
+        };
       }
     }
 
@@ -583,6 +592,11 @@ export class ResourceService {
       const kind = kindName ? (Object.keys(KINDS) as KindName[]).find((k) => k.toLowerCase() === kindName.toLowerCase()) : undefined;
       const name = typeof md?.name === 'string' ? md.name : undefined;
       const namespace = typeof md?.namespace === 'string' ? md.namespace : (opts.routeNamespace ?? 'default');
+      const upstream = kindName && !kind ? isUnsupportedUpstreamKind(kindName) : undefined;
+      if (upstream) {
+        results.push({ index, kind: upstream, namespace, name, action: 'skipped', warnings: [`kind ${upstream} is not supported by this server; document skipped`] });
+        continue;
+      }
       if (!kind || !name) {
         causes.push({ field: `documents[${index}]${kind ? '.metadata.name' : '.kind'}`, reason: kind ? 'FieldValueRequired' : 'FieldValueNotSupported', message: kind ? 'name is required' : `unknown kind '${String(kindName)}'` });
         continue;

@@ -17,8 +17,7 @@ export async function openStorage(url: string): Promise<Storage> {
     const { createPool } = await import('mysql2');
     const u = new URL(url.replace(/^mariadb:/, 'mysql:'));
     name = 'mysql';
-    dialect = new MysqlDialect({
-      pool: createPool({
+    const pool = createPool({
         host: u.hostname,
         port: Number(u.port || 3306),
         user: decodeURIComponent(u.username || 'root'),
@@ -29,15 +28,19 @@ export async function openStorage(url: string): Promise<Storage> {
         timezone: 'Z',
         supportBigNumbers: true,
         bigNumberStrings: false,
-      }),
     });
+    pool.on('connection', (conn) => conn.on('error', () => undefined));
+    dialect = new MysqlDialect({ pool });
   } else if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     const pg = await import('pg');
     const Pool = pg.default.Pool;
     // bigint counters fit in a double here; parse them as numbers.
     pg.default.types.setTypeParser(20, (v: string) => Number(v));
     name = 'postgres';
-    dialect = new PostgresDialect({ pool: new Pool({ connectionString: url, max: 10 }) });
+    const pool = new Pool({ connectionString: url, max: 10 });
+    // An idle connection dropped by the server (restart, admin termination) must not crash the process.
+    pool.on('error', () => undefined);
+    dialect = new PostgresDialect({ pool });
   } else {
     const { default: SQLite } = await import('better-sqlite3');
     const file = url.replace(/^sqlite:(\/\/)?/, '');
