@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -174,7 +174,7 @@ describe('wegent against a real server', { timeout: 120_000 }, () => {
     expect(get.stdout).toContain('wegent-assistant');
   });
 
-  it.skipIf(!existsSync('/usr/bin/script'))('asks for the username and, without echo, the password on a terminal', async () => {
+  it('asks for the username and, without echo, the password on a terminal', async () => {
     const user = await freshUser();
     const configHome = tempDir('wegent-cli-tty-');
     const env: Record<string, string> = {};
