@@ -40,8 +40,9 @@ export async function promptLine(io: CliIO, question: string): Promise<string> {
 export async function promptSecret(io: CliIO, question: string): Promise<string> {
   const stdin = io.stdin as ReadStream;
   if (typeof stdin.setRawMode !== 'function') return promptLine(io, question);
-  io.promptOutput.write(question);
+  // Echo goes off before the prompt shows, so nothing typed after the prompt can be echoed.
   stdin.setRawMode(true);
+  io.promptOutput.write(question);
   stdin.setEncoding('utf8');
   stdin.resume();
   return new Promise<string>((resolve, reject) => {
