@@ -282,9 +282,12 @@ export class AccountService {
     }
     this.setupToken = randomBytes(24).toString('base64url');
     const host = ['0.0.0.0', '::', '[::]'].includes(this.config.host) ? 'localhost' : this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host;
-    const setupUrl = `http://${host}:${this.config.port}/setup?token=${this.setupToken}`;
+    const setupUrl = `http://${host}:${this.config.port}/api/v1/setup`;
     this.log.warn(
-      `No administrator exists yet. Open ${setupUrl} to create one. From this machine no token is needed; from anywhere else use the setup token ${this.setupToken} (valid until setup is done or the server restarts).`,
+      { setupUrl },
+      `No administrator exists yet. Create one with: curl -X POST ${setupUrl} -H 'content-type: application/json' -d '{"username":"admin","password":"<a strong password>"}' ` +
+        `— from this machine no token is needed; from anywhere else add "setupToken":"${this.setupToken}" (valid until setup is done or the server restarts). ` +
+        'Or restart with WEGENT_ADMIN_PASSWORD set.',
     );
   }
 

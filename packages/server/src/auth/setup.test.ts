@@ -71,7 +71,7 @@ describe('first-run setup', () => {
     const f = await freshServer();
     const token = setupTokenFrom(f.logLines);
     expect(f.logLines.filter((l) => l.includes(token))).toHaveLength(1);
-    expect(f.logLines.find((l) => l.includes(token))).toContain(`/setup?token=${token}`);
+    expect(f.logLines.find((l) => l.includes(token))).toContain(`/api/v1/setup`);
     expect((await f.request('GET', '/api/v1/setup', { headers: REMOTE })).body).toEqual({ setupRequired: true, setupTokenRequired: true });
     expect((await f.request('GET', '/api/v1/setup', { headers: { forwarded: 'for=203.0.113.7' } })).body.setupTokenRequired).toBe(true);
 
