@@ -286,7 +286,7 @@ export class AccountService {
     this.log.warn(
       { setupUrl },
       `No administrator exists yet. Create one with: curl -X POST ${setupUrl} -H 'content-type: application/json' -d '{"username":"admin","password":"<a strong password>"}' ` +
-        `— from this machine no token is needed; from anywhere else add "setupToken":"${this.setupToken}" (valid until setup is done or the server restarts). ` +
+        `— from this machine no token is needed; from anywhere else send the setup token ${this.setupToken} as "setupToken" (valid until setup is done or the server restarts). ` +
         'Or restart with WEGENT_ADMIN_PASSWORD set.',
     );
   }
