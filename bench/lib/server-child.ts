@@ -1,0 +1,114 @@
+/**
+ * A server under load, in its own process so that it gets a core to itself and the load generator
+ * (autocannon, in the parent) gets the other. Started by bench/lib/servers.ts with an IPC channel; the
+ * parent sends one `start` message, then `usage` messages around each measurement (and `profile-start` /
+ * `profile-stop` to record a V8 CPU profile of just that measurement), then `stop`.
+ *
+ *   { cmd: 'start', kind: 'wegent', overrides, env }  → startServer(overrides, env, silent logger)
+ *   { cmd: 'start', kind: 'bare', bodyLimit, fixtures } → fastify() with a few routes answering fixtures
+ */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+type Request = { id: number } & (
+  | { cmd: 'start'; kind: 'wegent'; overrides: Record<string, unknown>; env: Record<string, string> }
+  | { cmd: 'start'; kind: 'bare'; bodyLimit: number; fixtures: BareFixtures }
+  | { cmd: 'usage' }
+  | { cmd: 'profile-start' }
+  | { cmd: 'profile-stop'; file: string }
+  | { cmd: 'stop' }
+);
+
+/** Bodies the bare server answers with: the very documents Wegent answered, so that sizes match. */
+export interface BareFixtures {
+  one: unknown;
+  list: unknown;
+  created: { metadata: Record<string, unknown> } & Record<string, unknown>;
+  applied: unknown;
+}
+
+let close: (() => Promise<void>) | undefined;
+let session: Session | undefined;
+
+async function startWegent(overrides: Record<string, unknown>, env: Record<string, string>): Promise<string> {
+  const { startServer, createLogger } = await import('../../packages/server/src/server.js');
+  const running = await startServer(overrides as never, env, createLogger('silent'));
+  close = () => running.close();
+  return running.url;
+}
+
+async function startBare(bodyLimit: number, fx: BareFixtures): Promise<string> {
+  // The fastify package the server uses, resolved from packages/server.
+  const fastifyPath = createRequire(path.join(repo, 'packages', 'server', 'package.json')).resolve('fastify');
+  const { default: fastify } = (await import(pathToFileURL(fastifyPath).href)) as typeof import('fastify');
+  const app = fastify({ logger: false, bodyLimit });
+  app.get('/one', async () => fx.one);
+  app.get('/list', async () => fx.list);
+  app.post('/create', async (req, reply) => {
+    const name = (req.body as { metadata?: { name?: string } } | undefined)?.metadata?.name;
+    reply.code(201);
+    return { ...fx.created, metadata: { ...fx.created.metadata, name } };
+  });
+  // The bare baseline of an apply: receive the YAML text, answer a result of the same size; no parsing.
+  app.addContentTypeParser('application/yaml', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  app.post('/apply', async () => fx.applied);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  close = () => app.close();
+  const address = app.server.address();
+  return `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+}
+
+function reply(message: Record<string, unknown>): void {
+  process.send?.(message);
+}
+
+process.on('message', (raw) => {
+  const m = raw as Request;
+  void (async () => {
+    try {
+      switch (m.cmd) {
+        case 'start': {
+          const url = m.kind === 'wegent' ? await startWegent(m.overrides, m.env) : await startBare(m.bodyLimit, m.fixtures);
+          reply({ id: m.id, ok: true, url, pid: process.pid });
+          break;
+        }
+        case 'usage': {
+          const cpu = process.cpuUsage();
+          reply({ id: m.id, ok: true, cpuMicros: cpu.user + cpu.system, rss: process.memoryUsage.rss() });
+          break;
+        }
+        case 'profile-start':
+          session = new Session();
+          session.connect();
+          await session.post('Profiler.enable');
+          await session.post('Profiler.start');
+          reply({ id: m.id, ok: true });
+          break;
+        case 'profile-stop': {
+          const { profile } = await session!.post('Profiler.stop');
+          session!.disconnect();
+          session = undefined;
+          writeFileSync(m.file, JSON.stringify(profile));
+          reply({ id: m.id, ok: true });
+          break;
+        }
+        case 'stop':
+          await close?.();
+          reply({ id: m.id, ok: true });
+          process.disconnect?.();
+          setTimeout(() => process.exit(0), 50);
+          break;
+      }
+    } catch (e) {
+      reply({ id: m.id, ok: false, error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
+    }
+  })();
+});
+
+// The parent went away: do not linger.
+process.on('disconnect', () => setTimeout(() => process.exit(0), 200).unref());
