@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type RawServerDefault } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { serializerCompiler, validatorCompiler, jsonSchemaTransform, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { validatorCompiler, jsonSchemaTransform, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import helmet from '@fastify/helmet';
+import helmet from 'helmet';
 import compress from '@fastify/compress';
 import cors from '@fastify/cors';
 import type { ServerConfig } from './config.js';
@@ -38,6 +38,18 @@ export interface AppContext {
 /** The application type every route module registers on (zod type provider). */
 export type App = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, ZodTypeProvider>;
 
+/** The headers helmet's defaults set, captured once. */
+function helmetDefaultHeaders(): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const res = {
+    setHeader: (k: string, v: unknown) => void (headers[k.toLowerCase()] = String(v)),
+    removeHeader: (k: string) => void delete headers[k.toLowerCase()],
+    getHeader: (k: string) => headers[k.toLowerCase()],
+  };
+  helmet()({} as never, res as never, () => undefined);
+  return headers;
+}
+
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Builds the Fastify application with every route registered. */
@@ -57,7 +69,8 @@ export async function buildApp(ctx: AppContext): Promise<App> {
 
   // Resource bodies (JSON or YAML, unknown spec fields kept) are validated by the resource service.
   app.setValidatorCompiler((route) => (route.httpPart === 'body' && isDocumentOnly(route.schema) ? (data: unknown) => ({ value: data }) : validatorCompiler(route as Parameters<typeof validatorCompiler>[0])));
-  app.setSerializerCompiler(serializerCompiler);
+  // Responses are built by our own code from the same schemas; they are serialised, not re-validated.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   registerBodyParsers(app);
   registerErrorHandling(app);
 
@@ -82,7 +95,11 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     }
   });
 
-  await app.register(helmet, { global: true });
+  // Helmet's default headers, computed once (its Fastify plugin rebuilds them on every request).
+  const securityHeaders = helmetDefaultHeaders();
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.headers(securityHeaders);
+  });
   await app.register(compress, { threshold: 1024 });
   if (ctx.config.corsOrigins.length) await app.register(cors, { origin: ctx.config.corsOrigins, credentials: true });
 
@@ -95,7 +112,7 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     },
     transform: jsonSchemaTransform,
   });
-  await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { persistAuthorization: true } });
+  await app.register(swaggerUi, { routePrefix: '/api/docs', uiConfig: { persistAuthorization: true }, staticCSP: true });
   app.get('/api/openapi.json', { config: { auth: 'anon' }, schema: { hide: true } }, async () => app.swagger());
 
   await registerHealthRoutes(app, ctx);

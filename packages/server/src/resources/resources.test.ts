@@ -182,6 +182,9 @@ describe.each(DATABASE_ENGINES)('resource API on %s', (engine) => {
     it('sends warnings as Warning headers too', async () => {
       const res = await server.request('POST', '/api/v1/namespaces/default/ghosts', { token: alice.token, body: { metadata: { name: 'warned' }, spec: { systemPrompt: 'x', skills: ['nowhere'] } } });
       expect(res.headers.get('warning')).toBe('299 - "skill \'nowhere\' not found; it will be skipped at run time"');
+      const odd = await server.request('POST', '/api/v1/namespaces/default/ghosts', { token: alice.token, body: { 'ünknown\u0000"': 1, metadata: { name: 'warned-odd' }, spec: { systemPrompt: 'x' } } });
+      expect(odd.status).toBe(201);
+      expect(odd.headers.get('warning')).toBe('299 - "unknown top-level field \'\\u00fcnknown\\u0000\\"\' ignored"');
     });
 
     it('deletes a set atomically, ignoring references from inside the set', async () => {

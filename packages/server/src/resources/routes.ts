@@ -78,20 +78,37 @@ function oneDocument(body: unknown): unknown {
   return docs[0];
 }
 
+/** RFC 7234 warn-text: a quoted string of printable ASCII (other characters escaped as \\uXXXX). */
+function warnText(w: string): string {
+  return w.replace(/["\\]/g, '\\$&').replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 function setWarnings(reply: FastifyReply, warnings: string[]): void {
-  if (warnings.length) reply.header('Warning', warnings.map((w) => `299 - "${w.replace(/["\\]/g, '\\$&').replace(/[\r\n]+/g, ' ')}"`));
+  if (warnings.length) reply.header('Warning', warnings.map((w) => `299 - "${warnText(w)}"`));
+}
+
+function requireMergePatch(req: FastifyRequest): void {
+  const ct = req.headers['content-type'] ?? '';
+  if (!/^application\/(merge-patch\+)?json/.test(ct)) throw new ApiError(415, 'UnsupportedMediaType', 'PATCH takes application/merge-patch+json (or application/json)');
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the body is the resource document the route's schema describes
 function send(req: FastifyRequest, reply: FastifyReply, body: unknown): any {
-  const accept = req.headers.accept ?? '';
-  if (/application\/(x-)?yaml|text\/yaml/.test(accept)) {
+  if (wantsYaml(req)) {
     const b = body as { kind?: string; items?: unknown[] };
     reply.type('application/yaml; charset=utf-8');
     return reply.send(printYaml([b]));
   }
   return body;
 }
+
+function wantsYaml(req: FastifyRequest): boolean {
+  const accept = req.headers.accept;
+  return accept !== undefined && /application\/(x-)?yaml|text\/yaml/.test(accept);
+}
+
+/** The body is already JSON text. */
+const passText = (payload: unknown) => payload as string;
 
 function filterHash(parts: unknown[]): string {
   return createHash('sha256').update(JSON.stringify(parts)).digest('base64url').slice(0, 12);
@@ -199,7 +216,9 @@ export async function registerResourceRoutes(app: App, ctx: AppContext): Promise
     const kind = kindOf(req.params.plural);
     checkName(req.params.name, kind);
     checkName(req.params.ns, 'namespace');
-    return send(req, reply, await svc.get(actorOf(req), kind, req.params.ns, req.params.name, req.query.scope));
+    if (wantsYaml(req)) return send(req, reply, await svc.get(actorOf(req), kind, req.params.ns, req.params.name, req.query.scope));
+    const text = await svc.getJson(actorOf(req), kind, req.params.ns, req.params.name, req.query.scope);
+    return reply.type('application/json; charset=utf-8').serializer(passText).send(text as never);
   });
 
   app.put('/api/v1/namespaces/:ns/:plural/:name', { config: { auth: 'user' }, schema: { tags, summary: 'Replace a resource', params: nameParams, querystring: writeQuery, body: DocumentBody, response: { 200: ResourceDocument, ...errors } } }, async (req, reply) => {
@@ -213,8 +232,7 @@ export async function registerResourceRoutes(app: App, ctx: AppContext): Promise
   app.patch('/api/v1/namespaces/:ns/:plural/:name', { config: { auth: 'user' }, schema: { tags, summary: 'Merge-patch a resource (RFC 7386)', params: nameParams, querystring: writeQuery, body: PatchBody, response: { 200: ResourceDocument, ...errors } } }, async (req, reply) => {
     const kind = kindOf(req.params.plural);
     checkName(req.params.name, kind);
-    const ct = req.headers['content-type'] ?? '';
-    if (!/^application\/(merge-patch\+)?json/.test(ct)) throw new ApiError(415, 'UnsupportedMediaType', 'PATCH takes application/merge-patch+json (or application/json)');
+    requireMergePatch(req);
     const isPublic = wantsPublic(req, req.query.scope);
     const item = await svc.patch(actorOf(req), kind, req.params.ns, req.params.name, req.body, { public: isPublic, dryRun: isDryRun(req.query.dryRun) });
     return writeResult(reply, item, false);
@@ -277,6 +295,7 @@ export async function registerResourceRoutes(app: App, ctx: AppContext): Promise
   app.patch('/api/v1/kinds/:plural/:name', { config: { auth: 'user' }, schema: { tags: aliasTags, params: kindsNameParams, querystring: writeQuery.extend(nsQuery.shape), body: PatchBody, response: { 200: ResourceDocument, ...errors } } }, async (req, reply) => {
     const kind = kindOf(req.params.plural);
     checkName(req.params.name, kind);
+    requireMergePatch(req);
     const item = await svc.patch(actorOf(req), kind, req.query.namespace ?? 'default', req.params.name, req.body, { public: wantsPublic(req, req.query.scope), dryRun: isDryRun(req.query.dryRun) });
     return writeResult(reply, item, false);
   });

@@ -108,9 +108,34 @@ export class ResourceService {
 
   async findVisible(actor: Actor, kind: KindName, namespace: string, name: string, scope?: 'own' | 'public'): Promise<ResourceRecord | undefined> {
     const owners = scope === 'own' ? [actor.userId] : scope === 'public' ? [PUBLIC_OWNER] : [actor.userId, PUBLIC_OWNER];
-    const rows = await this.store.findLive(this.store.db, kind, namespace, name, owners);
+    const rows = await this.store.findLiveCommitted(kind, namespace, name, owners);
     return rows.find((r) => r.ownerId === actor.userId) ?? rows[0];
   }
+
+  /**
+   * GET one resource as JSON text. The API form of a (uid, resourceVersion) never changes, so its text
+   * is kept in a bounded cache and the hot read path skips masking and serialisation.
+   */
+  async getJson(actor: Actor, kind: KindName, namespace: string, name: string, scope?: 'own' | 'public'): Promise<string> {
+    const owners = scope === 'own' ? [actor.userId] : scope === 'public' ? [PUBLIC_OWNER] : [actor.userId, PUBLIC_OWNER];
+    const versions = await this.store.findLiveVersions(kind, namespace, name, owners);
+    const hit = versions.find((r) => r.ownerId === actor.userId) ?? versions[0];
+    if (!hit) throw this.notFound(kind, name, namespace);
+    let cacheKey = `${hit.uid}:${hit.resourceVersion}`;
+    let text = this.jsonCache.get(cacheKey);
+    if (text === undefined) {
+      // Changed (or deleted) since the version was read: answer what is there now.
+      const record = await this.store.getLiveByUid(hit.uid);
+      if (!record) throw this.notFound(kind, name, namespace);
+      text = JSON.stringify(this.toApi(record));
+      cacheKey = `${record.uid}:${record.resourceVersion}`;
+      if (this.jsonCache.size >= 5000) this.jsonCache.delete(this.jsonCache.keys().next().value!);
+      this.jsonCache.set(cacheKey, text);
+    }
+    return text;
+  }
+
+  private readonly jsonCache = new Map<string, string>();
 
   toApi(record: ResourceRecord, owner?: { id: string; username: string }): Obj {
     return toApiDocument(record, this.box, owner);

@@ -84,6 +84,40 @@ export class ResourceStore {
     return rows.map(toRecord);
   }
 
+  /**
+   * findLive outside any transaction, for the read path: on SQLite through the read connection's
+   * prepared statements (no query building), elsewhere through Kysely.
+   */
+  async findLiveCommitted(kind: KindName, namespace: string, name: string, ownerIds: string[]): Promise<ResourceRecord[]> {
+    const reader = this.storage.sqliteReader;
+    if (!reader) return this.findLive(this.db, kind, namespace, name, ownerIds);
+    const owners = ownerIds.length === 1 ? 'owner_id = ?' : `owner_id in (${ownerIds.map(() => '?').join(', ')})`;
+    const rows = reader.all<ResourcesTable>(`select * from resources where kind = ? and namespace = ? and name = ? and ${owners} and live = 1`, [kind, namespace, name, ...ownerIds]);
+    return rows.map(toRecord);
+  }
+
+  /** Only the identity and version of the live matches (cheap: no spec text leaves SQLite). */
+  async findLiveVersions(kind: KindName, namespace: string, name: string, ownerIds: string[]): Promise<Array<{ uid: string; ownerId: string; resourceVersion: number }>> {
+    const reader = this.storage.sqliteReader;
+    let rows: Array<{ uid: string; owner_id: string; resource_version: number }>;
+    if (reader) {
+      const owners = ownerIds.length === 1 ? 'owner_id = ?' : `owner_id in (${ownerIds.map(() => '?').join(', ')})`;
+      rows = reader.all(`select uid, owner_id, resource_version from resources where kind = ? and namespace = ? and name = ? and ${owners} and live = 1`, [kind, namespace, name, ...ownerIds]);
+    } else {
+      rows = await this.db.selectFrom('resources').select(['uid', 'owner_id', 'resource_version']).where('kind', '=', kind).where('namespace', '=', namespace).where('name', '=', name).where('owner_id', 'in', ownerIds).where('live', '=', 1).execute();
+    }
+    return rows.map((r) => ({ uid: r.uid, ownerId: r.owner_id, resourceVersion: Number(r.resource_version) }));
+  }
+
+  /** A live resource by uid, read outside any transaction. */
+  async getLiveByUid(uid: string): Promise<ResourceRecord | undefined> {
+    const reader = this.storage.sqliteReader;
+    const row = reader
+      ? reader.all<ResourcesTable>('select * from resources where uid = ? and live = 1', [uid])[0]
+      : await this.db.selectFrom('resources').selectAll().where('uid', '=', uid).where('live', '=', 1).executeTakeFirst();
+    return row ? toRecord(row) : undefined;
+  }
+
   /** The live resource of one owner whose name equals `name` ignoring case. */
   async findByFold(db: Db, kind: KindName, namespace: string, name: string, ownerId: string): Promise<ResourceRecord | undefined> {
     const row = await db

@@ -1,3 +1,4 @@
+import type BetterSqlite3 from 'better-sqlite3';
 import { Kysely, MysqlDialect, PostgresDialect, SqliteDialect, type Dialect } from 'kysely';
 import type { Database } from './schema.js';
 
@@ -6,7 +7,33 @@ export type DialectName = 'sqlite' | 'mysql' | 'postgres';
 export interface Storage {
   db: Kysely<Database>;
   dialect: DialectName;
+  /**
+   * SQLite only: a second connection for hot-path reads with cached prepared statements. It sees
+   * committed data only (WAL snapshots), never a transaction in progress on the main connection.
+   */
+  sqliteReader?: SqliteReader;
   close(): Promise<void>;
+}
+
+/** Prepared-statement reads on SQLite's read connection. */
+export class SqliteReader {
+  private readonly statements = new Map<string, BetterSqlite3.Statement>();
+
+  constructor(private readonly database: BetterSqlite3.Database) {}
+
+  /** All rows of a read-only query; the statement is prepared once per SQL text. */
+  all<T>(sqlText: string, params: unknown[]): T[] {
+    let statement = this.statements.get(sqlText);
+    if (!statement) {
+      statement = this.database.prepare(sqlText);
+      this.statements.set(sqlText, statement);
+    }
+    return statement.all(...params) as T[];
+  }
+
+  close(): void {
+    this.database.close();
+  }
 }
 
 /** Opens the database named by a URL: `sqlite:<file>`, `mysql://`/`mariadb://` or `postgres://`. */
@@ -51,6 +78,20 @@ export async function openStorage(url: string): Promise<Storage> {
     database.pragma('foreign_keys = ON');
     name = 'sqlite';
     dialect = new SqliteDialect({ database });
+    const readConnection = new SQLite(file);
+    readConnection.pragma('busy_timeout = 5000');
+    readConnection.pragma('query_only = true');
+    const reader = new SqliteReader(readConnection);
+    const db = new Kysely<Database>({ dialect });
+    return {
+      db,
+      dialect: name,
+      sqliteReader: reader,
+      close: async () => {
+        reader.close();
+        await db.destroy();
+      },
+    };
   }
   const db = new Kysely<Database>({ dialect });
   return { db, dialect: name, close: () => db.destroy() };
