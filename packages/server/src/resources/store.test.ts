@@ -17,6 +17,13 @@ const ghost = (name: string, extra: Record<string, unknown> = {}) => ({ kind: 'G
 const shell = (name: string) => ({ kind: 'Shell', metadata: { name }, spec: { shellType: 'Chat' } });
 const bot = (name: string, ghostName: string, shellName: string) => ({ kind: 'Bot', metadata: { name }, spec: { ghostRef: { name: ghostName }, shellRef: { name: shellName } } });
 
+async function openService(engine: TestDatabase['name']): Promise<{ tdb: TestDatabase; storage: Storage; svc: ResourceService }> {
+  const tdb = await createTestDatabase(engine);
+  const storage = await openStorage(tdb.url);
+  await migrateToLatest(storage.db as never, storage.dialect);
+  return { tdb, storage, svc: new ResourceService(storage, new SecretBox(randomBytes(32)), loadConfig({}), createLogger('silent')) };
+}
+
 async function rejection(p: Promise<unknown>): Promise<ApiError> {
   try {
     await p;
@@ -34,10 +41,7 @@ describe.each(DATABASE_ENGINES)('resource store on %s', (engine) => {
   const opts = { public: false, dryRun: false, routeNamespace: 'default' };
 
   beforeAll(async () => {
-    tdb = await createTestDatabase(engine);
-    storage = await openStorage(tdb.url);
-    await migrateToLatest(storage.db as never, storage.dialect);
-    svc = new ResourceService(storage, new SecretBox(randomBytes(32)), loadConfig({}), createLogger('silent'));
+    ({ tdb, storage, svc } = await openService(engine));
   });
   afterAll(async () => {
     await storage?.close();
@@ -157,10 +161,7 @@ describe('status follows what a resource references', () => {
   let storage: Storage;
   let svc: ResourceService;
   beforeAll(async () => {
-    tdb = await createTestDatabase('sqlite');
-    storage = await openStorage(tdb.url);
-    await migrateToLatest(storage.db as never, storage.dialect);
-    svc = new ResourceService(storage, new SecretBox(randomBytes(32)), loadConfig({}), createLogger('silent'));
+    ({ tdb, storage, svc } = await openService('sqlite'));
   });
   afterAll(async () => {
     await storage?.close();

@@ -52,6 +52,20 @@ function toRecord(row: ResourcesTable): ResourceRecord {
   };
 }
 
+/** The columns a write may change. */
+function mutableColumns(r: ResourceRecord) {
+  return {
+    generation: r.generation,
+    resource_version: r.resourceVersion,
+    display_name: r.displayName ?? null,
+    labels: JSON.stringify(r.labels),
+    annotations: JSON.stringify(r.annotations),
+    spec: JSON.stringify(r.spec),
+    status: JSON.stringify(r.status),
+    updated_at: r.updatedAt,
+  };
+}
+
 export interface ListQuery {
   kind: KindName;
   /** undefined = every namespace. */
@@ -174,15 +188,8 @@ export class ResourceStore {
         name_fold: foldName(r.name),
         live: 1,
         deleted_at: null,
-        generation: r.generation,
-        resource_version: r.resourceVersion,
-        display_name: r.displayName ?? null,
-        labels: JSON.stringify(r.labels),
-        annotations: JSON.stringify(r.annotations),
-        spec: JSON.stringify(r.spec),
-        status: JSON.stringify(r.status),
+        ...mutableColumns(r),
         created_at: r.createdAt,
-        updated_at: r.updatedAt,
       })
       .execute();
     await this.writeRefs(db, r.uid, refs);
@@ -191,16 +198,7 @@ export class ResourceStore {
   async update(db: Db, r: ResourceRecord, refs: StoredRef[] | undefined): Promise<void> {
     await db
       .updateTable('resources')
-      .set({
-        generation: r.generation,
-        resource_version: r.resourceVersion,
-        display_name: r.displayName ?? null,
-        labels: JSON.stringify(r.labels),
-        annotations: JSON.stringify(r.annotations),
-        spec: JSON.stringify(r.spec),
-        status: JSON.stringify(r.status),
-        updated_at: r.updatedAt,
-      })
+      .set(mutableColumns(r))
       .where('uid', '=', r.uid)
       .execute();
     if (refs) {
