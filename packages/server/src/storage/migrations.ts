@@ -118,6 +118,115 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.insertInto('counters' as never).values({ name: 'resource_version', value: 0 } as never).execute();
       },
     },
+    '0002_conversations': {
+      async up(db: Kysely<unknown>) {
+        // The run-time state of a Task; its document (spec, labels) stays in `resources`.
+        await db.schema
+          .createTable('task_state')
+          .addColumn('task_id', vc(36), (c) => c.primaryKey())
+          .addColumn('owner_id', vc(36), (c) => c.notNull())
+          .addColumn('status', vc(24), (c) => c.notNull())
+          .addColumn('run_seq', 'integer', (c) => c.notNull())
+          .addColumn('run_id', vc(36))
+          .addColumn('status_version', 'integer', (c) => c.notNull())
+          .addColumn('status_reason', vc(64))
+          .addColumn('error_message', 'text')
+          .addColumn('current_stage', 'integer')
+          .addColumn('pending_confirmation', 'text')
+          .addColumn('usage', 'text')
+          .addColumn('message_count', 'integer', (c) => c.notNull())
+          .addColumn('next_seq', 'integer', (c) => c.notNull())
+          .addColumn('team_deleted', 'integer', (c) => c.notNull())
+          .addColumn('deleted_at', vc(30))
+          .addColumn('created_at', vc(30), (c) => c.notNull())
+          .addColumn('updated_at', vc(30), (c) => c.notNull())
+          .addColumn('started_at', vc(30))
+          .addColumn('completed_at', vc(30))
+          .addColumn('last_message_at', vc(30))
+          .modifyEnd(tableEnd)
+          .execute();
+        await db.schema.createIndex('task_state_owner').on('task_state').columns(['owner_id', 'updated_at']).execute();
+        await db.schema.createIndex('task_state_status').on('task_state').columns(['status']).execute();
+        await db.schema
+          .createTable('runs')
+          .addColumn('id', vc(36), (c) => c.primaryKey())
+          .addColumn('task_id', vc(36), (c) => c.notNull())
+          .addColumn('run_seq', 'integer', (c) => c.notNull())
+          .addColumn('status', vc(24), (c) => c.notNull())
+          .addColumn('input', big, (c) => c.notNull())
+          .addColumn('superseded_by_run_seq', 'integer')
+          .addColumn('lease_owner', vc(64))
+          .addColumn('lease_expires_at', vc(30))
+          .addColumn('created_at', vc(30), (c) => c.notNull())
+          .addColumn('completed_at', vc(30))
+          .addUniqueConstraint('runs_task_seq', ['task_id', 'run_seq'])
+          .modifyEnd(tableEnd)
+          .execute();
+        // User messages and assistant turns share one sequence per task (api.md §5.1).
+        await db.schema
+          .createTable('messages')
+          .addColumn('id', vc(36), (c) => c.primaryKey())
+          .addColumn('task_id', vc(36), (c) => c.notNull())
+          .addColumn('seq', 'integer', (c) => c.notNull())
+          .addColumn('run_id', vc(36), (c) => c.notNull())
+          .addColumn('run_seq', 'integer', (c) => c.notNull())
+          .addColumn('role', vc(16), (c) => c.notNull())
+          .addColumn('purpose', vc(24))
+          .addColumn('visible', 'integer', (c) => c.notNull())
+          .addColumn('content', big, (c) => c.notNull())
+          .addColumn('reasoning', big, (c) => c.notNull())
+          .addColumn('status', vc(24))
+          .addColumn('status_reason', vc(64))
+          .addColumn('error', 'text')
+          .addColumn('sender', 'text', (c) => c.notNull())
+          .addColumn('blocks', big, (c) => c.notNull())
+          .addColumn('model', 'text')
+          .addColumn('usage', 'text')
+          .addColumn('resolved', 'text')
+          .addColumn('client_message_id', vc(64))
+          .addColumn('attempt', 'integer', (c) => c.notNull())
+          .addColumn('member_index', 'integer')
+          .addColumn('superseded_by_run_seq', 'integer')
+          .addColumn('created_at', vc(30), (c) => c.notNull())
+          .addColumn('started_at', vc(30))
+          .addColumn('completed_at', vc(30))
+          .addColumn('time_to_first_token_ms', 'integer')
+          .addColumn('duration_ms', 'integer')
+          .addUniqueConstraint('messages_task_seq', ['task_id', 'seq'])
+          .modifyEnd(tableEnd)
+          .execute();
+        await db.schema.createIndex('messages_run').on('messages').columns(['run_id', 'status']).execute();
+        await db.schema
+          .createTable('idempotency')
+          .addColumn('user_id', vc(36), (c) => c.notNull())
+          .addColumn('client_message_id', vc(64), (c) => c.notNull())
+          .addColumn('request_hash', vc(64), (c) => c.notNull())
+          .addColumn('ack', 'text', (c) => c.notNull())
+          .addColumn('created_at', vc(30), (c) => c.notNull())
+          .addPrimaryKeyConstraint('idempotency_pk', ['user_id', 'client_message_id'])
+          .modifyEnd(tableEnd)
+          .execute();
+        // The embedded job queue (chat-protocol.md §10): one row per run step, persisted.
+        await db.schema
+          .createTable('jobs')
+          .addColumn('id', vc(80), (c) => c.primaryKey())
+          .addColumn('user_id', vc(36), (c) => c.notNull())
+          .addColumn('task_id', vc(36), (c) => c.notNull())
+          .addColumn('run_id', vc(36), (c) => c.notNull())
+          .addColumn('run_seq', 'integer', (c) => c.notNull())
+          .addColumn('step', 'integer', (c) => c.notNull())
+          .addColumn('payload', 'text', (c) => c.notNull())
+          .addColumn('state', vc(16), (c) => c.notNull())
+          .addColumn('worker_id', vc(64))
+          .addColumn('lease_expires_at', vc(30))
+          .addColumn('attempts', 'integer', (c) => c.notNull())
+          .addColumn('enqueued_at', vc(30), (c) => c.notNull())
+          .addColumn('claimed_at', vc(30))
+          .modifyEnd(tableEnd)
+          .execute();
+        await db.schema.createIndex('jobs_state').on('jobs').columns(['state', 'user_id', 'enqueued_at']).execute();
+      },
+    },
   };
 }
 

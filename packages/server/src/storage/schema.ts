@@ -83,6 +83,96 @@ export interface SeedStateTable {
   deleted: number;
 }
 
+export interface TaskStateTable {
+  task_id: string;
+  owner_id: string;
+  status: string;
+  run_seq: number;
+  run_id: string | null;
+  status_version: number;
+  status_reason: string | null;
+  error_message: string | null;
+  current_stage: number | null;
+  pending_confirmation: string | null;
+  usage: string | null;
+  message_count: number;
+  next_seq: number;
+  team_deleted: number;
+  deleted_at: string | null;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  last_message_at: string | null;
+}
+
+export interface RunsTable {
+  id: string;
+  task_id: string;
+  run_seq: number;
+  status: string;
+  input: string;
+  superseded_by_run_seq: number | null;
+  lease_owner: string | null;
+  lease_expires_at: string | null;
+  created_at: string;
+  completed_at: string | null;
+}
+
+export interface MessagesTable {
+  id: string;
+  task_id: string;
+  seq: number;
+  run_id: string;
+  run_seq: number;
+  role: 'user' | 'assistant' | 'system';
+  purpose: string | null;
+  visible: number;
+  content: string;
+  reasoning: string;
+  status: string | null;
+  status_reason: string | null;
+  error: string | null;
+  sender: string;
+  blocks: string;
+  model: string | null;
+  usage: string | null;
+  resolved: string | null;
+  client_message_id: string | null;
+  attempt: number;
+  member_index: number | null;
+  superseded_by_run_seq: number | null;
+  created_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  time_to_first_token_ms: number | null;
+  duration_ms: number | null;
+}
+
+export interface IdempotencyTable {
+  user_id: string;
+  client_message_id: string;
+  request_hash: string;
+  ack: string;
+  created_at: string;
+}
+
+export interface JobsTable {
+  id: string;
+  user_id: string;
+  task_id: string;
+  run_id: string;
+  run_seq: number;
+  step: number;
+  payload: string;
+  state: 'waiting' | 'claimed';
+  worker_id: string | null;
+  lease_expires_at: string | null;
+  attempts: number;
+  enqueued_at: string;
+  claimed_at: string | null;
+}
+
 export interface Database {
   users: UsersTable;
   api_keys: ApiKeysTable;
@@ -92,5 +182,10 @@ export interface Database {
   resources: ResourcesTable;
   resource_refs: ResourceRefsTable;
   seed_state: SeedStateTable;
+  task_state: TaskStateTable;
+  runs: RunsTable;
+  messages: MessagesTable;
+  idempotency: IdempotencyTable;
+  jobs: JobsTable;
 }
 
