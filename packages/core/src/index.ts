@@ -7,3 +7,5 @@ export * from './document.js';
 export * from './secrets.js';
 export * from './common-passwords.js';
 export * from './accounts.js';
+export * from './chat-protocol.js';
+export * from './runtime-events.js';

@@ -15,6 +15,8 @@ import { BadRequestError, ForbiddenError, TooManyRequestsError, UnauthorizedErro
 import { FixedWindowCounter } from './auth/rate-window.js';
 import type { AccountService } from './auth/service.js';
 import type { ResourceService } from './resources/service.js';
+import type { TaskService } from './tasks/service.js';
+import { registerTaskRoutes } from './tasks/routes.js';
 import { registerAuthRoutes } from './auth/routes.js';
 import { registerResourceRoutes } from './resources/routes.js';
 import { registerHealthRoutes } from './health/routes.js';
@@ -28,6 +30,7 @@ export interface AppContext {
   secretBox: SecretBox;
   accounts: AccountService;
   resources: ResourceService;
+  tasks: TaskService;
   log: Logger;
   startedAt: number;
   version: string;
@@ -118,5 +121,6 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   await registerHealthRoutes(app, ctx);
   await registerAuthRoutes(app, ctx);
   await registerResourceRoutes(app, ctx);
+  await registerTaskRoutes(app, ctx);
   return app;
 }

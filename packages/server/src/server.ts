@@ -9,6 +9,8 @@ import { loadOrCreateSecretFile, SecretBox } from './secrets/keyring.js';
 import { AccountService } from './auth/service.js';
 import { ResourceService } from './resources/service.js';
 import { seedPublicResources } from './seed/seed.js';
+import { TaskService } from './tasks/service.js';
+import { taskStore } from './tasks/store.js';
 
 export const VERSION = '0.1.0';
 
@@ -71,7 +73,16 @@ export async function startServer(overrides: Partial<ServerConfig> = {}, env: Re
 
     const resources = new ResourceService(storage, secretBox, config, log);
     const accounts = new AccountService(storage, config, jwtSecret, log, resources);
-    const ctx: AppContext = { config, storage, secretBox, accounts, resources, log, startedAt: Date.now(), version: VERSION };
+    const tasks = new TaskService(storage, resources, config, log);
+    resources.taskStatusSource = async (uids) => {
+      const states = await taskStore.states(storage.db, uids);
+      return new Map([...states].map(([id, state]) => [id, TaskService.statusOf(state)]));
+    };
+    resources.onTaskCreated = async (trx, record, actor) => {
+      const user = await trx.selectFrom('users').select('username').where('id', '=', record.ownerId).executeTakeFirst();
+      await tasks.onTaskApplied(trx, record, { ...actor, username: user?.username ?? 'unknown' });
+    };
+    const ctx: AppContext = { config, storage, secretBox, accounts, resources, tasks, log, startedAt: Date.now(), version: VERSION };
     if (config.seed) await seedPublicResources(ctx);
     await accounts.prepareFirstRun();
     const purge = startPurgeJob(ctx);

@@ -9,6 +9,7 @@ let server: TestServer;
 let alice: { id: string; token: string; password: string };
 let bob: { id: string; token: string; password: string };
 let aliceKeyId: string;
+let aliceTask: { id: string; messageId: string };
 let ghostUid: string;
 const MARKER = 'alice-private-marker-7f3a';
 const ANON = [/^\/healthz$/, /^\/readyz$/, /^\/api\/openapi\.json$/, /^\/api\/docs/, /^\/api\/v1\/setup$/, /^\/api\/v1\/auth\/(login|register)$/];
@@ -23,7 +24,8 @@ function fill(path: string): string {
     .replace('{ns}', 'default')
     .replace('{plural}', 'ghosts')
     .replace('{name}', 'mx-ghost')
-    .replace('{id}', path.includes('api-keys') ? aliceKeyId : alice.id)
+    .replace('{id}', path.includes('api-keys') ? aliceKeyId : path.startsWith('/api/v1/tasks/') ? aliceTask.id : alice.id)
+    .replace('{messageId}', aliceTask.messageId)
     .replace(/\{[^}]+\}/g, 'x')
     .replace(/\*$/, '');
 }
@@ -45,6 +47,9 @@ beforeAll(async () => {
   const key = await server.request('POST', '/api/v1/auth/api-keys', { token: alice.token, body: { name: 'mx-key' } });
   expect(key.status).toBe(201);
   aliceKeyId = key.body.id;
+  const task = await server.request('POST', '/api/v1/tasks', { token: alice.token, body: { team: 'wegent-chat', message: MARKER } });
+  expect(task.status).toBe(201);
+  aliceTask = { id: task.body.task.metadata.uid, messageId: task.body.messageId };
   const doc = (await server.request('GET', '/api/openapi.json')).body;
   routes = [];
   for (const [p, methods] of Object.entries(doc.paths as Record<string, Record<string, unknown>>)) {
@@ -99,15 +104,16 @@ describe('authorization matrix', () => {
       expect(r.res.text, `${r.method} ${r.url}`).not.toContain(MARKER);
       expect(r.res.text, `${r.method} ${r.url}`).not.toContain(ghostUid);
       expect(r.res.text, `${r.method} ${r.url}`).not.toContain(aliceKeyId);
+      expect(r.res.text, `${r.method} ${r.url}`).not.toContain(aliceTask.id);
       expect(r.res.status, `${r.method} ${r.url}`).toBeLessThan(500);
-      if (r.path.includes('{name}') || r.path.includes('api-keys/{id}')) expect([403, 404], `${r.method} ${r.url}`).toContain(r.res.status);
+      if (r.path.includes('{name}') || r.path.includes('api-keys/{id}') || r.path.startsWith('/api/v1/tasks/{id}')) expect([403, 404], `${r.method} ${r.url}`).toContain(r.res.status);
     }
   });
 
   it('treats the owner’s objects as nonexistent for an admin on the canonical routes', () => {
     for (const r of results.filter((x) => x.caller === 'admin' && !isAdminRoute(x.path))) {
       expect(r.res.text, `${r.method} ${r.url}`).not.toContain(MARKER);
-      if (r.path.includes('{name}') || r.path.includes('api-keys/{id}')) expect(r.res.status, `${r.method} ${r.url}`).toBe(404);
+      if (r.path.includes('{name}') || r.path.includes('api-keys/{id}') || r.path.startsWith('/api/v1/tasks/{id}')) expect(r.res.status, `${r.method} ${r.url}`).toBe(404);
     }
   });
 

@@ -142,7 +142,7 @@ export async function registerResourceRoutes(app: App, ctx: AppContext): Promise
     const metadata: Record<string, string> = {};
     if (page.more && page.last) metadata.continue = Buffer.from(JSON.stringify({ k: page.last, h: hash })).toString('base64url');
     const owner = ownerId ? await ownerInfo(ownerId) : undefined;
-    return { apiVersion: 'agent.wecode.io/v1', kind: `${kind}List`, metadata, items: page.items.map((r) => svc.toApi(r, owner) as ResourceDocument) };
+    return { apiVersion: 'agent.wecode.io/v1', kind: `${kind}List`, metadata, items: (await svc.toApiMany(page.items, owner)) as ResourceDocument[] };
   }
 
   async function ownerInfo(userId: string) {
@@ -319,7 +319,7 @@ export async function registerResourceRoutes(app: App, ctx: AppContext): Promise
     const owner = await ownerInfo(req.params.id);
     const rows = await svc.store.findLive(svc.store.db, kind, req.params.ns, req.params.name, [owner.id]);
     if (!rows[0]) throw new NotFoundError(`${kind} '${req.params.name}' not found`);
-    return svc.toApi(rows[0], owner) as ResourceDocument;
+    return (await svc.toApiMany([rows[0]], owner))[0] as ResourceDocument;
   });
   app.delete('/api/v1/admin/users/:id/namespaces/:ns/:plural/:name', { config: { auth: 'admin' }, schema: { tags: adminTags, params: adminParams.extend({ name: z.string() }), querystring: z.object({ dryRun: dryRunParam }), response: { 204: z.null(), ...errors } } }, async (req, reply) => {
     const kind = kindOf(req.params.plural);

@@ -22,6 +22,8 @@ import {
 } from '@wegent/core';
 import type { ServerConfig } from '../config.js';
 import type { Storage } from '../storage/database.js';
+import type { Transaction } from 'kysely';
+import type { Database } from '../storage/schema.js';
 import type { SecretBox } from '../secrets/keyring.js';
 import { AlreadyExistsError, ApiError, BadRequestError, ConflictError, ForbiddenError, invalidMessage, NotFoundError, PayloadTooLargeError, ValidationError } from '../errors.js';
 import { PUBLIC_OWNER, ResourceStore, type ResourceRecord, type StoredRef } from './store.js';
@@ -103,7 +105,7 @@ export class ResourceService {
   async get(actor: Actor, kind: KindName, namespace: string, name: string, scope?: 'own' | 'public'): Promise<Obj> {
     const record = await this.findVisible(actor, kind, namespace, name, scope);
     if (!record) throw this.notFound(kind, name, namespace);
-    return this.toApi(record);
+    return (await this.toApiMany([record]))[0]!;
   }
 
   async findVisible(actor: Actor, kind: KindName, namespace: string, name: string, scope?: 'own' | 'public'): Promise<ResourceRecord | undefined> {
@@ -117,6 +119,8 @@ export class ResourceService {
    * is kept in a bounded cache and the hot read path skips masking and serialisation.
    */
   async getJson(actor: Actor, kind: KindName, namespace: string, name: string, scope?: 'own' | 'public'): Promise<string> {
+    // A Task's status lives outside its resource version: never cached.
+    if (kind === 'Task') return JSON.stringify(await this.get(actor, kind, namespace, name, scope));
     const owners = scope === 'own' ? [actor.userId] : scope === 'public' ? [PUBLIC_OWNER] : [actor.userId, PUBLIC_OWNER];
     const versions = await this.store.findLiveVersions(kind, namespace, name, owners);
     const hit = versions.find((r) => r.ownerId === actor.userId) ?? versions[0];
@@ -136,6 +140,23 @@ export class ResourceService {
   }
 
   private readonly jsonCache = new Map<string, string>();
+
+  /** Live status of Tasks (kept by the task service in its own table), merged into their documents. */
+  taskStatusSource?: (uids: string[]) => Promise<Map<string, Record<string, unknown>>>;
+  /** Creates a Task's run state inside the apply transaction that creates the Task. */
+  onTaskCreated?: (trx: Transaction<Database>, record: ResourceRecord, actor: Actor) => Promise<void>;
+
+  /** API documents of stored records, with live Task status where it applies. */
+  async toApiMany(records: ResourceRecord[], owner?: { id: string; username: string }): Promise<Obj[]> {
+    const tasks = records.filter((r) => r.kind === 'Task').map((r) => r.uid);
+    const states = tasks.length && this.taskStatusSource ? await this.taskStatusSource(tasks) : new Map<string, Obj>();
+    return records.map((r) => {
+      const doc = this.toApi(r, owner);
+      const live = states.get(r.uid);
+      if (live) doc.status = { ...(doc.status as Obj), ...live };
+      return doc;
+    });
+  }
 
   toApi(record: ResourceRecord, owner?: { id: string; username: string }): Obj {
     return toApiDocument(record, this.box, owner);
@@ -234,7 +255,7 @@ export class ResourceService {
     const { plans } = await this.plan(actor, [raw], opts);
     const plan = plans[0]!;
     if (plan.error) throw plan.error;
-    await this.commit(plans, opts.dryRun);
+    await this.commit(plans, opts.dryRun, actor);
     return this.resultOf(plan, true);
   }
 
@@ -256,7 +277,7 @@ export class ResourceService {
       (err as ApiError & { extra?: Obj }).extra = { results };
       throw err;
     }
-    await this.commit(plans, opts.dryRun);
+    await this.commit(plans, opts.dryRun, actor);
     return plans.map((p) => this.resultOf(p, false));
   }
 
@@ -523,7 +544,7 @@ export class ResourceService {
   }
 
   /** Writes every planned change in one transaction, dependencies first. */
-  private async commit(plans: Plan[], dryRun: boolean): Promise<void> {
+  private async commit(plans: Plan[], dryRun: boolean, actor: Actor): Promise<void> {
     const writes = plans
       .filter((p) => p.record && !p.error && (p.action === 'created' || p.action === 'configured' || (p as Plan & { statusOnly?: boolean }).statusOnly))
       .sort((a, b) => KINDS[a.doc!.kind].applyOrder - KINDS[b.doc!.kind].applyOrder || a.index - b.index);
@@ -536,6 +557,7 @@ export class ResourceService {
         const stored: ResourceRecord = { ...r, spec: encryptSpec(r.kind, r.spec, this.box) };
         if (p.action === 'created') await this.store.insert(trx, stored, p.refs ?? []);
         else await this.store.update(trx, stored, p.refs);
+        if (p.action === 'created' && stored.kind === 'Task' && this.onTaskCreated) await this.onTaskCreated(trx, { ...stored, spec: r.spec }, actor);
         p.record = stored;
       }
     });
@@ -686,7 +708,10 @@ export class ResourceService {
     const cache = new Map<string, ResourceRecord[]>();
     for (const c of candidates) {
       if (exclude.has(c.record.uid)) continue;
-      if (c.record.kind === 'Task' && !ACTIVE_TASK_STATES.includes(String(c.record.status.status))) continue;
+      if (c.record.kind === 'Task') {
+        const live = this.taskStatusSource ? (await this.taskStatusSource([c.record.uid])).get(c.record.uid) : undefined;
+        if (!ACTIVE_TASK_STATES.includes(String((live ?? c.record.status).status))) continue;
+      }
       const refField = referencesOf(c.record.kind, c.record.spec).find((r) => r.field === c.field);
       if (!refField || (!refField.protects && c.record.kind !== 'Task') || (c.record.kind === 'Task' && refField.kind === 'Model')) continue;
       const resolved = await this.resolveRecord(c.record.ownerId, c.record.namespace, refField.kind, refField.ref, new Map(), cache);
