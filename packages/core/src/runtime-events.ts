@@ -210,8 +210,8 @@ export const ContextUpdatedEvent = TurnEnvelope.extend({
   contextWindow: z.number().int(),
   compacted: z.boolean(),
 });
-/** One usage row of the turn (per Model), emitted just before the turn's terminal event. */
-export const UsageEvent = TurnEnvelope.extend({ type: z.literal('usage') }).extend(UsageRow.omit({ turnId: true }).shape);
+/** The usage of one model call, emitted when the call ends (before the turn's terminal event); rows sum them per Model. */
+export const UsageEvent = TurnEnvelope.extend({ type: z.literal('usage') }).extend(UsageRow.omit({ turnId: true, calls: true }).shape);
 export const TurnDoneEvent = TurnEnvelope.extend({
   type: z.literal('turn.done'),
   text: z.string(),

@@ -34,6 +34,14 @@ export interface AppContext {
   log: Logger;
   startedAt: number;
   version: string;
+  /** The running machinery of conversations (set at start; tests reach in through it). */
+  runtime?: {
+    bus: import('./infra/event-bus.js').EventBus;
+    cache: import('./infra/cache.js').Cache;
+    queue: import('./infra/job-queue.js').JobQueue;
+    worker: import('./tasks/worker.js').RunWorker;
+    gateway: import('./chat/gateway.js').ChatGateway;
+  };
   /** Set on SIGTERM/SIGINT: /readyz answers 503 while running work drains. */
   draining?: boolean;
 }

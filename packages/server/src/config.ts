@@ -46,6 +46,20 @@ const EnvSchema = z.object({
   WEGENT_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   WEGENT_GIT_ALLOW_LOCAL: bool.default(false),
   WEGENT_SHUTDOWN_GRACE_SECONDS: int(0, 3600).default(30),
+  WEGENT_PRIVATE_HOSTS_ALLOW: z.string().optional(),
+  WEGENT_MODEL_ALLOW_PRIVATE: bool.default(false),
+  WEGENT_MAX_TOOL_ROUNDS: int(1, 30).default(30),
+  WEGENT_TOOL_OUTPUT_MAX_TOKENS: int(100, 1_000_000).default(15_000),
+  WEGENT_DEFAULT_CONTEXT_WINDOW: int(1000, 10_000_000).default(128_000),
+  WEGENT_MODEL_IDLE_TIMEOUT_SECONDS: int(1, 3600).default(120),
+  WEGENT_TURN_TIMEOUT_SECONDS: int(1, 86_400).default(1800),
+  WEGENT_FETCH_ENABLED: bool.default(true),
+  WEGENT_FETCH_DENY_HOSTS: z.string().optional(),
+  WEGENT_FETCH_MAX_BYTES: int(1024, 100 * 1024 * 1024).default(2 * 1024 * 1024),
+  WEGENT_MAX_RUNNING_PER_USER: int(1, 10_000).default(5),
+  WEGENT_WORKER_CONCURRENCY: int(1, 10_000).default(50),
+  WEGENT_QUEUE_TIMEOUT_SECONDS: int(1, 86_400).default(1800),
+  WEGENT_CANCEL_TIMEOUT_SECONDS: int(1, 3600).default(10),
 });
 
 export type ServerConfig = {
@@ -74,6 +88,15 @@ export type ServerConfig = {
   logLevel: string;
   gitAllowLocal: boolean;
   shutdownGraceSeconds: number;
+  /** Private hosts that Models, web_fetch and MCP servers may reach (runtime.md §3.5, §6.2). */
+  privateHostsAllow: string[];
+  modelAllowPrivate: boolean;
+  /** Runtime limits (runtime.md §16), passed to every run. */
+  runtimeLimits: { maxToolRounds: number; toolOutputMaxTokens: number; defaultContextWindow: number; modelIdleTimeoutSeconds: number; turnTimeoutSeconds: number; fetch: { enabled: boolean; denyHosts: string[]; maxBytes: number } };
+  maxRunningPerUser: number;
+  workerConcurrency: number;
+  queueTimeoutSeconds: number;
+  cancelTimeoutSeconds: number;
 };
 
 export class ConfigError extends Error {}
@@ -119,5 +142,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.WEGENT_LOG_LEVEL,
     gitAllowLocal: e.WEGENT_GIT_ALLOW_LOCAL,
     shutdownGraceSeconds: e.WEGENT_SHUTDOWN_GRACE_SECONDS,
+    privateHostsAllow: e.WEGENT_PRIVATE_HOSTS_ALLOW ? e.WEGENT_PRIVATE_HOSTS_ALLOW.split(',').map((h) => h.trim()).filter(Boolean) : [],
+    modelAllowPrivate: e.WEGENT_MODEL_ALLOW_PRIVATE,
+    runtimeLimits: {
+      maxToolRounds: e.WEGENT_MAX_TOOL_ROUNDS,
+      toolOutputMaxTokens: e.WEGENT_TOOL_OUTPUT_MAX_TOKENS,
+      defaultContextWindow: e.WEGENT_DEFAULT_CONTEXT_WINDOW,
+      modelIdleTimeoutSeconds: e.WEGENT_MODEL_IDLE_TIMEOUT_SECONDS,
+      turnTimeoutSeconds: e.WEGENT_TURN_TIMEOUT_SECONDS,
+      fetch: { enabled: e.WEGENT_FETCH_ENABLED, denyHosts: e.WEGENT_FETCH_DENY_HOSTS ? e.WEGENT_FETCH_DENY_HOSTS.split(',').map((h) => h.trim()).filter(Boolean) : [], maxBytes: e.WEGENT_FETCH_MAX_BYTES },
+    },
+    maxRunningPerUser: e.WEGENT_MAX_RUNNING_PER_USER,
+    workerConcurrency: e.WEGENT_WORKER_CONCURRENCY,
+    queueTimeoutSeconds: e.WEGENT_QUEUE_TIMEOUT_SECONDS,
+    cancelTimeoutSeconds: e.WEGENT_CANCEL_TIMEOUT_SECONDS,
   };
 }

@@ -11,6 +11,16 @@ import { ResourceService } from './resources/service.js';
 import { seedPublicResources } from './seed/seed.js';
 import { TaskService } from './tasks/service.js';
 import { taskStore } from './tasks/store.js';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { executeRun } from '@wegent/runtime';
+import { InProcessEventBus, BusChannels } from './infra/event-bus.js';
+import { MemoryCache } from './infra/cache.js';
+import { StorageJobQueue } from './infra/storage-job-queue.js';
+import { RunWorker, type ExecuteRun } from './tasks/worker.js';
+import { recoverRuns, sweepRuns } from './tasks/recovery.js';
+import { streamKey } from './tasks/turn-recorder.js';
+import { ChatGateway } from './chat/gateway.js';
 
 export const VERSION = '0.1.0';
 
@@ -56,7 +66,7 @@ export function createLogger(level: string): Logger {
  * Starts Wegent: opens storage, migrates, loads or generates secrets, seeds public resources,
  * creates the admin when configured, and listens. `overrides` lets tests replace config values.
  */
-export async function startServer(overrides: Partial<ServerConfig> = {}, env: Record<string, string | undefined> = process.env, logger?: Logger): Promise<RunningServer> {
+export async function startServer(overrides: Partial<ServerConfig> & { executeRun?: ExecuteRun } = {}, env: Record<string, string | undefined> = process.env, logger?: Logger): Promise<RunningServer> {
   const config: ServerConfig = { ...loadConfig(env), ...overrides };
   const log = logger ?? createLogger(config.logLevel);
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
@@ -86,8 +96,51 @@ export async function startServer(overrides: Partial<ServerConfig> = {}, env: Re
     if (config.seed) await seedPublicResources(ctx);
     await accounts.prepareFirstRun();
     const purge = startPurgeJob(ctx);
+    // Embedded infrastructure (DESIGN.md §4): in-process bus and cache, the job queue in storage.
+    const bus = new InProcessEventBus({ onHandlerError: (err) => log.error({ err }, 'event handler failed') });
+    const cache = new MemoryCache();
+    const queue = new StorageJobQueue(storage);
+    tasks.scheduler = {
+      enqueue: async (trx, job) => void (await queue.enqueueIn(trx, job)),
+      removeWaiting: async (jobId) => (await queue.remove(jobId)) === 'removed',
+      queuePosition: async (taskId) => {
+        const [w] = await queue.waiting({ maxRunningPerUser: config.maxRunningPerUser, taskId });
+        return w ? { position: w.position, reason: w.reason } : null;
+      },
+      wake: () => queue.wake(),
+    };
+    tasks.cancelRunning = (taskId, runSeq, reason) => void bus.publish(BusChannels.runCancel, { taskId, runSeq, reason });
+    tasks.streamCursor = async (subtaskId) => {
+      const text = await cache.getRange(streamKey(subtaskId, 'text'), Number.MAX_SAFE_INTEGER);
+      const reasoning = await cache.getRange(streamKey(subtaskId, 'reasoning'), Number.MAX_SAFE_INTEGER);
+      return text || reasoning ? { offset: text?.length ?? 0, reasoningOffset: reasoning?.length ?? 0 } : undefined;
+    };
+    // Runs a previous process left are settled before the server reports ready (chat-protocol.md §13).
+    const recovered = await recoverRuns(ctx, queue, bus);
+    if (recovered.requeued + recovered.failed + recovered.cancelled + recovered.jobsRestored) log.info(recovered, 'recovered runs left by the previous process');
+    const worker = new RunWorker(ctx, queue, bus, cache, {
+      workerId: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+      capacity: config.workerConcurrency,
+      maxRunningPerUser: config.maxRunningPerUser,
+      executeRun: (overrides.executeRun ?? executeRun) as ExecuteRun,
+    });
+    const sweeper = setInterval(() => void sweepRuns(ctx, queue, bus, { cancelTimeoutMs: config.cancelTimeoutSeconds * 1000, queueTimeoutMs: config.queueTimeoutSeconds * 1000 }).catch((err) => log.warn({ err }, 'sweep failed')), 2000);
+    sweeper.unref();
     const app = await buildApp(ctx);
-    app.addHook('onClose', async () => clearInterval(purge));
+    const gateway = new ChatGateway(ctx, app.server, bus, cache);
+    tasks.notifier = gateway;
+    await gateway.start();
+    await worker.start();
+    ctx.runtime = { bus, cache, queue, worker, gateway };
+    app.addHook('onClose', async () => {
+      clearInterval(purge);
+      clearInterval(sweeper);
+      await worker.stop();
+      await gateway.close();
+      await queue.close();
+      await bus.close();
+      await cache.close();
+    });
     await app.listen({ port: config.port, host: config.host });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;

@@ -123,6 +123,12 @@ export class ResourceStore {
     return rows.map((r) => ({ uid: r.uid, ownerId: r.owner_id, resourceVersion: Number(r.resource_version) }));
   }
 
+  /** A live resource by uid (Kysely, any connection state). */
+  async findLiveByUid(uid: string): Promise<ResourceRecord | undefined> {
+    const row = await this.db.selectFrom('resources').selectAll().where('uid', '=', uid).where('live', '=', 1).executeTakeFirst();
+    return row ? toRecord(row) : undefined;
+  }
+
   /** A live resource by uid, read outside any transaction. */
   async getLiveByUid(uid: string): Promise<ResourceRecord | undefined> {
     const reader = this.storage.sqliteReader;

@@ -11,24 +11,17 @@ import type { Actor, ResourceService } from '../resources/service.js';
 import { PUBLIC_OWNER, type ResourceRecord } from '../resources/store.js';
 import { ACTIVE_TASK_STATUSES, TaskStateMachine, TERMINAL_TASK_STATUSES, type TaskStatus } from './state-machine.js';
 import { taskStore, toMessage } from './store.js';
+import type { Job } from '../infra/job-queue.js';
 
-/** A run step waiting for a worker (chat-protocol.md §10). */
-export interface RunJob {
-  id: string;
-  userId: string;
-  taskId: string;
-  runId: string;
-  runSeq: number;
-  step: number;
-  payload: Record<string, unknown>;
-}
 
 /** Where run steps go; the embedded queue writes inside the caller's transaction. */
 export interface RunScheduler {
-  enqueue(trx: Transaction<Database>, job: RunJob): Promise<void>;
+  enqueue(trx: Transaction<Database>, job: Job): Promise<void>;
   /** Removes a job that no worker has claimed; true when it was still waiting. */
   removeWaiting(jobId: string): Promise<boolean>;
   queuePosition(taskId: string): Promise<TaskRuntime['queue']>;
+  /** Tells workers that work was committed. */
+  wake(): void;
 }
 
 /** A server event for clients: to the user's room, the task's room, or both (chat-protocol.md §3, §6). */
@@ -183,6 +176,7 @@ export class TaskService {
       await trx.insertInto('idempotency').values({ user_id: actor.userId, client_message_id: payload.clientMessageId, request_hash: hash, ack: JSON.stringify(result), created_at: now }).execute();
       opts.beforeCommit?.(taskId);
     });
+    this.scheduler?.wake();
     const task = await this.taskDocument(actor.userId, taskId);
     events.push({ name: 'task:created', userId: actor.userId, payload: { taskId, task } });
     const userMessage = await taskStore.message(this.storage.db, messageId);
@@ -215,6 +209,7 @@ export class TaskService {
       await trx.insertInto('idempotency').values({ user_id: actor.userId, client_message_id: payload.clientMessageId, request_hash: hash, ack: JSON.stringify(result), created_at: now }).execute();
       opts.beforeCommit?.(taskId);
     });
+    this.scheduler?.wake();
     const userMessage = await taskStore.message(this.storage.db, messageId);
     events.push({ name: 'chat:message', taskId, payload: { taskId, message: toMessage(userMessage!) } });
     const m = moved as unknown as { previous: TaskStatus; statusVersion: number; updatedAt: string };

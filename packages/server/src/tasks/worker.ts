@@ -1,0 +1,221 @@
+import type { Logger } from 'pino';
+import type { RunOutcome, RunRequest, RunHost } from '@wegent/runtime';
+import type { AppContext } from '../app.js';
+import type { Cache } from '../infra/cache.js';
+import { BusChannels, type EventBus, type Subscription } from '../infra/event-bus.js';
+import type { ClaimedJob, JobQueue } from '../infra/job-queue.js';
+import type { TaskStatus } from './state-machine.js';
+import { taskStore } from './store.js';
+import { TurnRecorder } from './turn-recorder.js';
+import { buildRunRequest, ResolutionError } from './resolve.js';
+
+export type ExecuteRun = (request: RunRequest, host: RunHost, signal: AbortSignal) => Promise<RunOutcome>;
+
+export interface RunWorkerOptions {
+  workerId: string;
+  capacity: number;
+  maxRunningPerUser: number;
+  executeRun: ExecuteRun;
+}
+
+const RENEW_MS = 5000;
+const POLL_MS = 1000;
+
+/**
+ * Takes run steps from the queue and executes them through the runtime (DESIGN.md §3 step 3), holding
+ * each under a renewed lease, aborting on cancel, and moving the task through the state machine by
+ * compare-and-set only — a late or duplicate step can never change a finished run.
+ */
+export class RunWorker {
+  private readonly active = new Map<string, { controller: AbortController; job: ClaimedJob }>();
+  private pumping = false;
+  private again = false;
+  private stopped = false;
+  private stopWork?: () => void;
+  private cancelSub?: Subscription;
+  private renewTimer?: NodeJS.Timeout;
+  private pollTimer?: NodeJS.Timeout;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly ctx: AppContext,
+    private readonly queue: JobQueue,
+    private readonly bus: EventBus,
+    private readonly cache: Cache,
+    private readonly opts: RunWorkerOptions,
+  ) {
+    this.log = ctx.log.child({ worker: opts.workerId });
+  }
+
+  async start(): Promise<void> {
+    this.cancelSub = await this.bus.subscribe(BusChannels.runCancel, (m) => {
+      const entry = this.active.get(`${String(m.taskId)}:${Number(m.runSeq)}`);
+      entry?.controller.abort(String(m.reason ?? 'USER_CANCELLED'));
+    });
+    this.stopWork = this.queue.onWork(() => this.pump());
+    this.renewTimer = setInterval(() => void this.renewLeases(), RENEW_MS);
+    this.renewTimer.unref();
+    // Other processes' enqueues are not signalled: look now and then as well.
+    this.pollTimer = setInterval(() => this.pump(), POLL_MS);
+    this.pollTimer.unref();
+    this.pump();
+  }
+
+  /** Stops taking work and aborts what runs (graceful shutdown fails the rest, api.md §9). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stopWork?.();
+    clearInterval(this.renewTimer);
+    clearInterval(this.pollTimer);
+    await this.cancelSub?.unsubscribe();
+    for (const { controller } of this.active.values()) controller.abort('WORKER_STOPPED');
+    const deadline = Date.now() + 5000;
+    while (this.active.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** Claims jobs while there is capacity. */
+  pump(): void {
+    if (this.stopped) return;
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = true;
+    void (async () => {
+      try {
+        do {
+          this.again = false;
+          while (!this.stopped && this.active.size < this.opts.capacity) {
+            const job = await this.queue.claim(this.opts.workerId, { maxRunningPerUser: this.opts.maxRunningPerUser, capacity: this.opts.capacity });
+            if (!job) break;
+            const controller = new AbortController();
+            this.active.set(`${job.taskId}:${job.runSeq}`, { controller, job });
+            void this.execute(job, controller);
+          }
+        } while (this.again && !this.stopped);
+      } catch (err) {
+        this.log.error({ err }, 'claiming run steps failed');
+      } finally {
+        this.pumping = false;
+      }
+    })();
+  }
+
+  private async renewLeases(): Promise<void> {
+    for (const { job, controller } of this.active.values()) {
+      try {
+        // A lapsed lease is lost: the sweeper may be handing the step on, so this worker stops.
+        if (!(await this.queue.renew(job.id, this.opts.workerId))) controller.abort('LEASE_LOST');
+      } catch (err) {
+        this.log.warn({ err, job: job.id }, 'renewing a lease failed');
+      }
+    }
+  }
+
+  private async execute(job: ClaimedJob, controller: AbortController): Promise<void> {
+    const sm = this.ctx.tasks.stateMachine;
+    const db = this.ctx.storage.db;
+    let recorder: TurnRecorder | undefined;
+    try {
+      const state = await taskStore.state(db, job.taskId);
+      if (!state || state.run_seq !== job.runSeq || state.status !== 'PENDING') return;
+      const startedAt = new Date().toISOString();
+      const moved = await sm.transitionTask(db, { taskId: job.taskId, runSeq: job.runSeq, to: 'RUNNING', onlyFrom: ['PENDING'], extra: { started_at: state.started_at ?? startedAt } });
+      if (!moved) return;
+      await db.updateTable('runs').set({ status: 'RUNNING', lease_owner: this.opts.workerId }).where('id', '=', job.runId).execute();
+      const firstTurnId = String(job.payload.subtaskId);
+      recorder = new TurnRecorder(this.ctx, this.cache, this.bus, { userId: job.userId, taskId: job.taskId, runId: job.runId, runSeq: job.runSeq, firstTurnId });
+      await recorder.publishStatus({ runId: job.runId, runSeq: job.runSeq, status: 'RUNNING', previousStatus: moved.previous, statusVersion: moved.statusVersion, updatedAt: moved.updatedAt });
+
+      const run = await db.selectFrom('runs').selectAll().where('id', '=', job.runId).executeTakeFirstOrThrow();
+      const taskRow = (await this.ctx.resources.store.findLiveByUid(job.taskId))!;
+      const firstTurn = await taskStore.message(db, firstTurnId);
+      let outcome: RunOutcome;
+      try {
+        const request = await buildRunRequest(this.ctx, { id: job.taskId, ownerId: taskRow.ownerId, namespace: taskRow.namespace, spec: this.ctx.resources.clearSpecOf(taskRow) }, { id: job.runId, runSeq: job.runSeq, input: JSON.parse(run.input) }, firstTurn?.attempt ?? 1);
+        outcome = await this.opts.executeRun(request, recorder, controller.signal);
+      } catch (e) {
+        if (!(e instanceof ResolutionError)) throw e;
+        outcome = { status: 'failed', error: { code: e.code, message: e.message } };
+      }
+      await recorder.close();
+      await this.settleOpenTurns(recorder, outcome, controller);
+      await this.finishRun(job, outcome, controller, recorder);
+    } catch (err) {
+      this.log.error({ err, taskId: job.taskId }, 'a run step failed unexpectedly');
+      if (recorder) {
+        await recorder.close().catch(() => undefined);
+        await this.settleOpenTurns(recorder, { status: 'failed', error: { code: 'INTERNAL', message: 'internal error' } }, controller).catch(() => undefined);
+      }
+      await this.finishRun(job, { status: 'failed', error: { code: 'INTERNAL', message: 'internal error; see the server log' } }, controller, recorder).catch((e) => this.log.error({ err: e }, 'failing a run failed'));
+    } finally {
+      this.active.delete(`${job.taskId}:${job.runSeq}`);
+      await this.queue.complete(job.id, this.opts.workerId).catch(() => undefined);
+      this.pump();
+    }
+  }
+
+  /** Turns the runtime left open (it should not) end with the run's outcome. */
+  private async settleOpenTurns(recorder: TurnRecorder, outcome: RunOutcome, controller: AbortController): Promise<void> {
+    for (const turnId of recorder.openTurns()) {
+      const at = new Date().toISOString();
+      if (outcome.status === 'cancelled' || controller.signal.aborted) {
+        await recorder.emit({ type: 'turn.cancelled', taskId: '', runId: '', runSeq: 0, turnId, at, reason: 'USER_CANCELLED', text: '' } as never);
+      } else if (outcome.status === 'failed') {
+        await recorder.emit({ type: 'turn.failed', taskId: '', runId: '', runSeq: 0, turnId, at, code: outcome.error?.code ?? 'INTERNAL', message: outcome.error?.message ?? 'the run failed', retryable: true, text: '' } as never);
+      }
+    }
+  }
+
+  /** Moves the task by the run's outcome (chat-protocol.md §9.3) and publishes the change. */
+  private async finishRun(job: ClaimedJob, outcome: RunOutcome, controller: AbortController, recorder?: TurnRecorder): Promise<void> {
+    const sm = this.ctx.tasks.stateMachine;
+    const db = this.ctx.storage.db;
+    const state = await taskStore.state(db, job.taskId);
+    if (!state || state.run_seq !== job.runSeq) return;
+    let to: TaskStatus;
+    let reason: string | undefined;
+    let message: string | undefined;
+    if (state.status === 'CANCELLING' || outcome.status === 'cancelled') {
+      to = outcome.status === 'failed' && state.status === 'CANCELLING' && !controller.signal.aborted ? 'FAILED' : 'CANCELLED';
+      reason = to === 'FAILED' ? outcome.error?.code : (state.status_reason ?? 'USER_CANCELLED');
+      message = outcome.error?.message;
+    } else if (outcome.status === 'completed') to = 'COMPLETED';
+    else if (outcome.status === 'paused') to = 'PENDING_CONFIRMATION';
+    else {
+      to = 'FAILED';
+      reason = outcome.error?.code ?? 'INTERNAL';
+      message = outcome.error?.message;
+    }
+    const usage = await this.taskUsage(job.taskId);
+    const moved = await sm.transitionTask(db, { taskId: job.taskId, runSeq: job.runSeq, to, reason, errorMessage: message });
+    if (!moved) return;
+    const now = new Date().toISOString();
+    await db.updateTable('task_state').set({ usage: JSON.stringify(usage) }).where('task_id', '=', job.taskId).execute();
+    await db.updateTable('runs').set({ status: to, completed_at: now, lease_owner: null }).where('id', '=', job.runId).execute();
+    const payload = { runId: job.runId, runSeq: job.runSeq, status: to, previousStatus: moved.previous, statusVersion: moved.statusVersion, updatedAt: moved.updatedAt, ...(reason ? { statusReason: reason } : {}), ...(message && to === 'FAILED' ? { errorMessage: message } : {}) };
+    if (recorder) await recorder.publishStatus(payload);
+    else await this.bus.publish(BusChannels.taskEvents(job.taskId), { name: 'task:status', userId: job.userId, taskId: job.taskId, payload: { taskId: job.taskId, ...payload } });
+  }
+
+  /** Token totals over every turn of a task (resources.md §17.2 `usage`). */
+  private async taskUsage(taskId: string): Promise<Record<string, number>> {
+    const rows = await this.ctx.storage.db.selectFrom('messages').select('usage').where('task_id', '=', taskId).where('usage', 'is not', null).execute();
+    const total = { inputTokens: 0, outputTokens: 0, reasoningTokens: 0, cachedInputTokens: 0, totalTokens: 0 };
+    for (const r of rows) {
+      for (const u of JSON.parse(r.usage!) as Array<Record<string, number>>) {
+        total.inputTokens += u.inputTokens ?? 0;
+        total.outputTokens += u.outputTokens ?? 0;
+        total.reasoningTokens += u.reasoningTokens ?? 0;
+        total.cachedInputTokens += u.cachedInputTokens ?? 0;
+      }
+    }
+    total.totalTokens = total.inputTokens + total.outputTokens;
+    return total;
+  }
+
+  /** For tests and the runtime endpoint: whether a run step is executing here. */
+  isRunning(taskId: string, runSeq: number): boolean {
+    return this.active.has(`${taskId}:${runSeq}`);
+  }
+}
