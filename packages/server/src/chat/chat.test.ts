@@ -218,6 +218,38 @@ describe('Socket.IO /chat', () => {
     expect(m.body).toMatchObject({ status: 'CANCELLED', content: 'Once upon a ti', statusReason: 'USER_CANCELLED' });
   });
 
+  it('retries the latest answer as a new run with the same input and supersedes the old one', async () => {
+    fake.script([{ steps: [{ text: 'first try' }] }, { steps: [{ text: 'second try' }] }, { steps: [{ text: 'follow-up answer' }] }]);
+    const socket = await connected(alice.token);
+    const seen = record(socket);
+    const ack = await send(socket, 'chat:send', { clientMessageId: 'retry-1', team: 't', message: 'original question' });
+    await until(() => seen.find(([n, p]) => n === 'task:status' && p.runSeq === 1 && p.status === 'COMPLETED'));
+    const retry = await send(socket, 'chat:retry', { taskId: ack.taskId, subtaskId: ack.subtaskId, clientMessageId: 'retry-2' });
+    expect(retry).toMatchObject({ ok: true, runSeq: 2, status: 'PENDING' });
+    expect(retry.messageId).toBeUndefined();
+    const done = await until(() => seen.find(([n, p]) => n === 'chat:done' && p.subtaskId === retry.subtaskId));
+    expect(done[1].result.value).toBe('second try');
+    const retried = fake.requests.at(-1)!.body.messages;
+    expect(retried.at(-1)).toEqual({ role: 'user', content: 'original question' });
+    expect(JSON.stringify(retried)).not.toContain('first try');
+    expect(retried.filter((m: any) => m.content === 'original question')).toHaveLength(1);
+    expect(await send(socket, 'chat:retry', { taskId: ack.taskId, subtaskId: ack.subtaskId, clientMessageId: 'retry-3' })).toMatchObject({ ok: false, error: { code: 'CONFLICT' } });
+    const history = await server.request('GET', `/api/v1/tasks/${ack.taskId}/messages`, { token: alice.token });
+    expect(history.body.items.map((m: any) => [m.runSeq, m.role, m.content, m.supersededByRunSeq])).toEqual([
+      [1, 'user', 'original question', null],
+      [1, 'assistant', 'first try', 2],
+      [2, 'assistant', 'second try', null],
+    ]);
+    // A later message sees the retried run's input and answer, not the superseded one.
+    await until(() => seen.find(([n, p]) => n === 'task:status' && p.runSeq === 2 && p.status === 'COMPLETED'));
+    await send(socket, 'chat:send', { clientMessageId: 'retry-4', taskId: ack.taskId, message: 'and then?' });
+    await until(() => fake.requests.length && fake.requests.at(-1)!.lastUserText === 'and then?');
+    const followUp = JSON.stringify(fake.requests.at(-1)!.body.messages);
+    expect(followUp).toContain('original question');
+    expect(followUp).toContain('second try');
+    expect(followUp).not.toContain('first try');
+  });
+
   it('turns a provider error into a clear chat:error, never a hang', async () => {
     fake.script([{ steps: [{ error: { status: 401, message: 'bad key' } }] }]);
     const socket = await connected(alice.token);

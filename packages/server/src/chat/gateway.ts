@@ -5,6 +5,7 @@ import {
   AuthRefreshPayload,
   ChatCancelPayload,
   ChatResumePayload,
+  ChatRetryPayload,
   ChatSendPayload,
   HistorySyncPayload,
   TaskJoinPayload,
@@ -166,6 +167,12 @@ export class ChatGateway {
         return this.ctx.tasks.cancel(principal.userId, body.taskId, { subtaskId: body.subtaskId });
       },
       'chat:resume': (p) => this.onResume(socket, principal, p),
+      'chat:retry': async (p) => {
+        const body = ChatRetryPayload.parse(p);
+        const result = await this.ctx.tasks.retry({ userId: principal.userId, isAdmin: principal.role === 'admin', username: principal.username }, { taskId: body.taskId, subtaskId: body.subtaskId, modelOverride: body.modelOverride, clientMessageId: body.clientMessageId });
+        await socket.join(`task:${body.taskId}`);
+        return result;
+      },
       'task:join': (p) => this.onJoin(socket, principal, p),
       'task:leave': async (p) => {
         const body = TaskLeavePayload.parse(p);

@@ -140,8 +140,11 @@ async function historyBefore(ctx: AppContext, taskId: string, runSeq: number): P
     .where('visible', '=', 1)
     .orderBy('seq')
     .execute();
+  // A retry run carries its input itself: the user message of the run it replaces is not history.
+  const replaced = new Set((await ctx.storage.db.selectFrom('runs').select('run_seq').where('task_id', '=', taskId).where('superseded_by_run_seq', '=', runSeq).execute()).map((r) => r.run_seq));
   const out: HistoryMessage[] = [];
   for (const r of rows) {
+    if (r.role === 'user' && replaced.has(r.run_seq)) continue;
     if (r.role === 'user') out.push({ role: 'user', text: r.content });
     else if (r.role === 'assistant' && r.status === 'COMPLETED') {
       const sender = JSON.parse(r.sender) as { memberName?: string; bot?: { uid?: string } };

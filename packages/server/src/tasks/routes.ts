@@ -163,6 +163,12 @@ export async function registerTaskRoutes(app: App, ctx: AppContext): Promise<voi
 
   app.get('/api/v1/tasks/:id/runtime', { config: { auth: 'user' }, schema: { tags, summary: 'Status and active stream cursors (no message bodies)', params: IdParams, response: { 200: TaskRuntime, ...errors } } }, async (req) => tasks.runtime(req.principal!.userId, req.params.id, tasks.streamCursor));
 
+  app.post('/api/v1/tasks/:id/retry', { config: { auth: 'user' }, schema: { tags, summary: 'Run the latest answer again (a new run with the same input)', params: IdParams, body: z.strictObject({ subtaskId: z.uuid(), modelOverride: RefInput.optional(), clientMessageId: ClientMessageId.optional() }), response: { 202: SendAnswer, 200: SendAnswer, ...errors } } }, async (req, reply) => {
+    const result = await tasks.retry(principal(req), { taskId: req.params.id, subtaskId: req.body.subtaskId, modelOverride: req.body.modelOverride, clientMessageId: idempotencyKey(req, req.body.clientMessageId) });
+    reply.code(result.duplicate ? 200 : 202);
+    return { taskId: result.taskId, runId: result.runId, runSeq: result.runSeq, subtaskId: result.subtaskId, status: result.status };
+  });
+
   app.post('/api/v1/tasks/:id/cancel', { config: { auth: 'user' }, schema: { tags, summary: "Cancel the task's current run", params: IdParams, body: z.strictObject({ subtaskId: z.uuid().optional() }).nullish(), response: { 202: z.object({ taskId: z.string(), status: TaskStatusValue, changed: z.boolean() }), ...errors } } }, async (req, reply) => {
     const result = await tasks.cancel(req.principal!.userId, req.params.id, { subtaskId: req.body?.subtaskId });
     reply.code(202);

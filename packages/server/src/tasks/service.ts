@@ -220,6 +220,54 @@ export class TaskService {
   /** The live cursor of a running turn's stream buffer (set by the stream machinery). */
   streamCursor: (subtaskId: string) => Promise<{ offset: number; reasoningOffset: number } | undefined> = async () => undefined;
 
+  /**
+   * `chat:retry` / POST /tasks/{id}/retry (chat-protocol.md §5.4): a new run with the same input as the
+   * retried turn's run; that run is marked superseded and leaves the model context of later runs.
+   */
+  async retry(actor: Actor & { username: string }, input: { taskId: string; subtaskId: string; clientMessageId: string; modelOverride?: Ref }): Promise<SendResult> {
+    const state = await this.ownedState(actor.userId, input.taskId);
+    const hash = createHash('sha256').update(JSON.stringify(['retry', input.taskId, input.subtaskId, input.modelOverride ?? null])).digest('hex');
+    const replay = await this.replay(actor.userId, input.clientMessageId, hash);
+    if (replay) return replay;
+    const turn = await taskStore.message(this.storage.db, input.subtaskId);
+    if (!turn || turn.task_id !== input.taskId || turn.role !== 'assistant') throw new NotFoundError('turn not found');
+    if (state.team_deleted) throw new SendError('TEAM_DELETED', 409, 'the team of this task was deleted');
+    const status = state.status as TaskStatus;
+    if (!TERMINAL_TASK_STATUSES.has(status)) throw new SendError('TASK_BUSY', 409, `task is ${status}; cancel it or wait`, { status });
+    if (turn.run_seq !== state.run_seq || !['COMPLETED', 'FAILED', 'CANCELLED'].includes(turn.status ?? '')) throw new SendError('CONFLICT', 409, 'only the latest answer can be retried');
+    if (input.modelOverride && !(await this.resources.resolveRef(actor.userId, 'Model', input.modelOverride, 'default'))) {
+      const cause: Cause = { field: 'modelOverride', reason: 'FieldValueNotFound', message: `Model '${input.modelOverride.name}' not found` };
+      throw new ValidationError(invalidMessage(undefined, undefined, [cause]), [cause]);
+    }
+    const previous = await this.storage.db.selectFrom('runs').selectAll().where('task_id', '=', input.taskId).where('run_seq', '=', turn.run_seq).executeTakeFirstOrThrow();
+    const runSeq = state.run_seq + 1;
+    const runId = uuidv7();
+    const subtaskId = uuidv7();
+    const now = new Date().toISOString();
+    const previousInput = JSON.parse(previous.input) as { message: string; modelOverride?: Ref | null };
+    const result: SendResult = { taskId: input.taskId, runId, runSeq, subtaskId, status: 'PENDING', created: false, duplicate: false };
+    let moved: Awaited<ReturnType<TaskStateMachine['startRun']>> = null;
+    await this.storage.db.transaction().execute(async (trx) => {
+      moved = await this.stateMachine.startRun(trx, input.taskId, runSeq, runId);
+      if (!moved) throw new SendError('TASK_BUSY', 409, 'task is busy; cancel it or wait', { status });
+      await trx.updateTable('runs').set({ superseded_by_run_seq: runSeq }).where('id', '=', previous.id).execute();
+      // Its answers leave the context; its user message stays (the new run answers it again).
+      await trx.updateTable('messages').set({ superseded_by_run_seq: runSeq }).where('run_id', '=', previous.id).where('role', '=', 'assistant').execute();
+      const seq = await taskStore.allocateSeq(trx, input.taskId, 1);
+      await trx.insertInto('runs').values({ id: runId, task_id: input.taskId, run_seq: runSeq, status: 'PENDING', input: JSON.stringify({ message: previousInput.message, modelOverride: input.modelOverride ?? previousInput.modelOverride ?? null }), superseded_by_run_seq: null, lease_owner: null, lease_expires_at: null, created_at: now, completed_at: null }).execute();
+      await trx
+        .insertInto('messages')
+        .values({ id: subtaskId, task_id: input.taskId, seq, run_id: runId, run_seq: runSeq, role: 'assistant', purpose: 'answer', visible: 1, content: '', reasoning: '', status: 'PENDING', status_reason: null, error: null, sender: JSON.stringify({ type: 'pending' }), blocks: '[]', model: null, usage: null, resolved: null, client_message_id: null, attempt: 1, member_index: 0, superseded_by_run_seq: null, created_at: now, started_at: null, completed_at: null, time_to_first_token_ms: null, duration_ms: null })
+        .execute();
+      await this.scheduler?.enqueue(trx, { id: `${runId}-0`, userId: actor.userId, taskId: input.taskId, runId, runSeq, step: 0, payload: { subtaskId } });
+      await trx.insertInto('idempotency').values({ user_id: actor.userId, client_message_id: input.clientMessageId, request_hash: hash, ack: JSON.stringify(result), created_at: now }).execute();
+    });
+    this.scheduler?.wake();
+    const m = moved as unknown as { previous: TaskStatus; statusVersion: number; updatedAt: string };
+    this.notifier.emit(this.statusEvent(actor.userId, input.taskId, runId, runSeq, 'PENDING', m.previous, m.statusVersion, m.updatedAt));
+    return result;
+  }
+
   /** Asks the worker holding a run to stop (set by the worker pool; chat-protocol.md §11 step 3). */
   cancelRunning: (taskId: string, runSeq: number, reason: string) => void = () => undefined;
 
