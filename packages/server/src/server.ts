@@ -132,11 +132,14 @@ export async function startServer(overrides: Partial<ServerConfig> & { executeRu
     await gateway.start();
     await worker.start();
     ctx.runtime = { bus, cache, queue, worker, gateway };
-    app.addHook('onClose', async () => {
+    // Sockets and runs end before the HTTP server closes, or open connections would keep it waiting.
+    app.addHook('preClose', async () => {
       clearInterval(purge);
       clearInterval(sweeper);
       await worker.stop();
       await gateway.close();
+    });
+    app.addHook('onClose', async () => {
       await queue.close();
       await bus.close();
       await cache.close();

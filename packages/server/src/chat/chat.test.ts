@@ -250,6 +250,26 @@ describe('Socket.IO /chat', () => {
     expect(followUp).not.toContain('first try');
   });
 
+  it('tells a socket whose token expired, and keeps it after auth:refresh with a new token of the same user', async () => {
+    const short = await startTestServer({ jwtExpiresInSeconds: 2 });
+    try {
+      const u = await short.createUser('carol');
+      const socket = connect(`${short.url}/chat`, { path: '/socket.io', transports: ['websocket'], auth: { token: u.token }, reconnection: false, forceNew: true });
+      sockets.push(socket);
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      const expired = await new Promise<any>((resolve) => socket.once('auth:error', resolve));
+      expect(expired.code).toBe('TOKEN_EXPIRED');
+      const fresh = await short.login('carol', u.password);
+      const other = short.adminToken;
+      expect(await send(socket, 'auth:refresh', { token: other })).toMatchObject({ ok: false, error: { code: 'UNAUTHENTICATED' } });
+      expect(await send(socket, 'auth:refresh', { token: fresh })).toMatchObject({ ok: true });
+      expect(socket.connected).toBe(true);
+      expect(await send(socket, 'history:sync', { taskId: '01a22bae-0000-7000-8000-000000000000' })).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+    } finally {
+      await short.stop();
+    }
+  });
+
   it('turns a provider error into a clear chat:error, never a hang', async () => {
     fake.script([{ steps: [{ error: { status: 401, message: 'bad key' } }] }]);
     const socket = await connected(alice.token);

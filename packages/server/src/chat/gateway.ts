@@ -139,6 +139,24 @@ export class ChatGateway {
     const principal = socket.data.principal as Principal;
     this.perUser.set(principal.userId, (this.perUser.get(principal.userId) ?? 0) + 1);
     void socket.join(`user:${principal.userId}`);
+    // A JWT that reaches its expiry: auth:error, then 30 s to send auth:refresh (§2).
+    let expiryTimer: NodeJS.Timeout | undefined;
+    let graceTimer: NodeJS.Timeout | undefined;
+    const watchExpiry = (p: Principal) => {
+      clearTimeout(expiryTimer);
+      clearTimeout(graceTimer);
+      if (p.via !== 'jwt' || !p.exp) return;
+      expiryTimer = setTimeout(() => {
+        socket.emit('auth:error', { code: 'TOKEN_EXPIRED', message: 'the token has expired; send auth:refresh with a new one within 30 seconds' });
+        graceTimer = setTimeout(() => socket.disconnect(true), 30_000);
+      }, Math.max(0, p.exp * 1000 - Date.now()));
+    };
+    watchExpiry(principal);
+    socket.data.watchExpiry = watchExpiry;
+    socket.on('disconnect', () => {
+      clearTimeout(expiryTimer);
+      clearTimeout(graceTimer);
+    });
     const stopWatching = this.ctx.accounts.onCredentialsChanged((change) => {
       if (change.userId !== principal.userId) return;
       if (change.jti && change.jti !== principal.jti) return;
@@ -190,6 +208,7 @@ export class ChatGateway {
         const next = await this.ctx.accounts.authenticateCredential(body.token).catch(() => null);
         if (!next || next.userId !== principal.userId) throw new AckFailure('UNAUTHENTICATED', 'invalid token');
         socket.data.principal = next;
+        (socket.data.watchExpiry as (p: Principal) => void)(next);
         return { expiresAt: next.exp ? new Date(next.exp * 1000).toISOString() : null };
       },
     };
@@ -205,7 +224,7 @@ export class ChatGateway {
       void (async () => {
         try {
           const check = await this.ctx.accounts.recheckPrincipal(socket.data.principal as Principal);
-          if (check !== 'ok') throw new AckFailure('UNAUTHENTICATED', 'the credential is no longer valid');
+          if (check !== 'ok' && event !== 'auth:refresh') throw new AckFailure('UNAUTHENTICATED', 'the credential is no longer valid');
           const result = await handler(payload ?? {});
           ack?.({ ok: true, ...result });
         } catch (err) {

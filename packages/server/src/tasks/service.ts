@@ -125,6 +125,12 @@ export class TaskService {
     } else {
       result = await this.continueTask(actor, payload.taskId, payload, message, hash, opts, events);
     }
+    // A run held back by the per-user cap shows as queued at once (chat-protocol.md §10).
+    const queue = this.scheduler ? await this.scheduler.queuePosition(result.taskId) : null;
+    if (queue && queue.reason === 'user_limit') {
+      result.queue = queue;
+      for (const e of events) if (e.name === 'task:status') e.payload.queue = queue;
+    }
     for (const e of events) this.notifier.emit(e);
     return result;
   }
