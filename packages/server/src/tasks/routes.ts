@@ -51,6 +51,14 @@ function idempotencyKey(req: FastifyRequest, bodyKey: string | undefined): strin
 export async function registerTaskRoutes(app: App, ctx: AppContext): Promise<void> {
   const tasks = ctx.tasks;
 
+  // Another user's task is not found, whatever the body says: ownership is checked before validation.
+  app.addHook('preValidation', async (req) => {
+    if (!req.routeOptions.url?.startsWith('/api/v1/tasks/:id') || !req.principal) return;
+    const id = (req.params as { id?: string }).id ?? '';
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new NotFoundError('task not found', { kind: 'Task' });
+    await tasks.ownedState(req.principal.userId, id);
+  });
+
   app.post('/api/v1/tasks', { config: { auth: 'user' }, schema: { tags, summary: 'Create a task with its first message', body: CreateTaskBody, response: { 201: z.object({ task: ResourceDocument, runId: z.string(), runSeq: z.number(), messageId: z.string().optional(), subtaskId: z.string() }), 200: z.unknown(), ...errors } } }, async (req, reply) => {
     const b = req.body;
     if ((b.team === undefined) === (b.teamRef === undefined)) throw new BadRequestError('give exactly one of team and teamRef');
