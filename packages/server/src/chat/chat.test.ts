@@ -110,6 +110,29 @@ describe('Socket.IO /chat', () => {
     expect(fake.requests.at(-1)!.body.messages.at(-1)).toMatchObject({ role: 'user' });
   });
 
+  it('shows tool calls as blocks and stores the usage of the turn per model', async () => {
+    fake.script([
+      { steps: [{ toolCall: { id: 'call_1', name: 'calculator', arguments: { expression: '6*7' } } }, { usage: { inputTokens: 20, outputTokens: 5 } }] },
+      { steps: [{ text: 'It is 42.' }, { usage: { inputTokens: 30, outputTokens: 4 } }] },
+    ]);
+    await server.request('POST', '/api/v1/apply', { token: alice.token, raw: `kind: Ghost\nmetadata: {name: calc}\nspec: {systemPrompt: Use tools., tools: [calculator]}\n---\nkind: Bot\nmetadata: {name: calc}\nspec: {ghostRef: {name: calc}, shellRef: {name: Chat}, modelRef: {name: fake}}\n---\nkind: Team\nmetadata: {name: calc}\nspec: {members: [{botRef: {name: calc}}]}\n`, headers: { 'content-type': 'application/yaml' } });
+    const socket = await connected(alice.token);
+    const seen = record(socket);
+    const ack = await send(socket, 'chat:send', { clientMessageId: 'tool-1', team: 'calc', message: 'what is 6*7?' });
+    const done = await until(() => seen.find(([n, p]) => n === 'chat:done' && p.subtaskId === ack.subtaskId));
+    const created = seen.find(([n]) => n === 'chat:block_created')!;
+    expect(created[1].block).toMatchObject({ type: 'tool_call', toolName: 'calculator', toolSource: 'builtin', status: 'running', toolCallId: 'call_1', toolInput: { expression: '6*7' } });
+    const updated = seen.find(([n, p]) => n === 'chat:block_updated' && p.status !== undefined)!;
+    expect(updated[1]).toMatchObject({ blockId: created[1].block.id, status: 'completed', isError: false });
+    expect(updated[1].toolOutput).toContain('42');
+    expect(done[1].result.value).toBe('It is 42.');
+    const stored = await server.request('GET', `/api/v1/tasks/${ack.taskId}/messages/${ack.subtaskId}`, { token: alice.token });
+    expect(stored.body.blocks[0]).toMatchObject({ type: 'tool_call', status: 'completed' });
+    expect(stored.body.usage).toEqual([expect.objectContaining({ model: expect.objectContaining({ name: 'fake', protocol: 'openai-compatible', modelId: 'fake-model' }), inputTokens: 50, outputTokens: 9, calls: 2 })]);
+    const task = await server.request('GET', `/api/v1/tasks/${ack.taskId}`, { token: alice.token });
+    expect(task.body.status.usage).toMatchObject({ inputTokens: 50, outputTokens: 9, totalTokens: 59 });
+  });
+
   it('answers a repeated chat:send with the first ack and creates nothing new', async () => {
     fake.script([{ steps: [{ text: 'once' }] }]);
     const socket = await connected(alice.token);

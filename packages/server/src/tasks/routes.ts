@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ChatSendPayload, Message, parseLabelSelector, matchesSelector, RefInput, ResourceDocument, SelectorSyntaxError, StatusBody, TaskRuntime, TaskStatusValue, ClientMessageId } from '@wegent/core';
 import type { App, AppContext } from '../app.js';
-import { BadRequestError, NotFoundError } from '../errors.js';
+import { ApiError, BadRequestError, NotFoundError } from '../errors.js';
 import { taskStore, toMessage } from './store.js';
 
 const errors = { 400: StatusBody, 401: StatusBody, 404: StatusBody, 409: StatusBody, 413: StatusBody, 415: StatusBody, 422: StatusBody, 429: StatusBody };
@@ -127,6 +127,17 @@ export async function registerTaskRoutes(app: App, ctx: AppContext): Promise<voi
   app.get('/api/v1/tasks/:id', { config: { auth: 'user' }, schema: { tags, summary: 'Read a task', params: IdParams, response: { 200: ResourceDocument, ...errors } } }, async (req) => {
     await tasks.ownedState(req.principal!.userId, req.params.id);
     return (await tasks.taskDocument(req.principal!.userId, req.params.id)) as ResourceDocument;
+  });
+
+  app.patch('/api/v1/tasks/:id', { config: { auth: 'user' }, schema: { tags, summary: 'Change the title, model override or labels of a task (merge patch)', params: IdParams, body: z.strictObject({ spec: z.strictObject({ title: z.string().max(256).optional(), modelRef: RefInput.nullable().optional() }).optional(), metadata: z.strictObject({ labels: z.record(z.string(), z.string().nullable()).optional() }).optional() }), response: { 200: ResourceDocument, ...errors } } }, async (req) => {
+    const ct = req.headers['content-type'] ?? '';
+    if (!/^application\/(merge-patch\+)?json/.test(ct)) throw new ApiError(415, 'UnsupportedMediaType', 'PATCH takes application/merge-patch+json (or application/json)');
+    const record = (await ctx.resources.store.findLiveByUid(req.params.id))!;
+    const actor = { userId: req.principal!.userId, isAdmin: req.principal!.role === 'admin' };
+    await ctx.resources.patch(actor, 'Task', record.namespace, record.name, req.body, { public: false, dryRun: false });
+    const task = (await tasks.taskDocument(req.principal!.userId, req.params.id)) as { spec: { title?: string }; metadata: { labels: Record<string, string> }; status: { updatedAt?: string } };
+    tasks.notifier.emit({ name: 'task:updated', userId: req.principal!.userId, payload: { taskId: req.params.id, title: task.spec.title ?? null, labels: task.metadata.labels, updatedAt: new Date().toISOString() } });
+    return task as ResourceDocument;
   });
 
   app.delete('/api/v1/tasks/:id', { config: { auth: 'user' }, schema: { tags, summary: 'Delete a task (an active run is cancelled first)', params: IdParams, response: { 204: z.null(), ...errors } } }, async (req, reply) => {

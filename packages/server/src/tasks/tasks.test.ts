@@ -87,6 +87,17 @@ describe('task API', () => {
     expect(both.status).toBe(400);
   });
 
+  it('renames a task and changes its labels with a merge patch, refusing immutable fields', async () => {
+    const res = await create({ team: 'wegent-chat', message: 'rename me', clientMessageId: 'c-patch' });
+    const id = res.body.task.metadata.uid;
+    const patched = await server.request('PATCH', `/api/v1/tasks/${id}`, { token: alice.token, body: { spec: { title: 'Renamed' }, metadata: { labels: { topic: 'demo' } } }, headers: { 'content-type': 'application/merge-patch+json' } });
+    expect(patched.status, patched.text).toBe(200);
+    expect(patched.body.spec.title).toBe('Renamed');
+    expect(patched.body.metadata.labels).toMatchObject({ topic: 'demo', 'wegent.io/source': 'api' });
+    const immutable = await server.request('PATCH', `/api/v1/tasks/${id}`, { token: alice.token, body: { spec: { prompt: 'changed' } }, headers: { 'content-type': 'application/merge-patch+json' } });
+    expect(immutable.status).toBe(422);
+  });
+
   it('hides one user’s tasks from another', async () => {
     const res = await create({ team: 'wegent-chat', message: 'private', clientMessageId: 'c-6' });
     const id = res.body.task.metadata.uid;
