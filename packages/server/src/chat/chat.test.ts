@@ -293,6 +293,18 @@ describe('Socket.IO /chat', () => {
     }
   });
 
+  it('fails a run that cannot start (an unsupported shell) with a terminal event for its turn', async () => {
+    await server.request('POST', '/api/v1/apply', { token: alice.token, raw: 'kind: Shell\nmetadata: {name: agno}\nspec: {runtime: Agno}\n---\nkind: Bot\nmetadata: {name: agno-bot}\nspec: {ghostRef: {name: g}, shellRef: {name: agno}}\n---\nkind: Team\nmetadata: {name: agno-team}\nspec: {members: [{botRef: {name: agno-bot}}]}\n', headers: { 'content-type': 'application/yaml' } });
+    const socket = await connected(alice.token);
+    const seen = record(socket);
+    const ack = await send(socket, 'chat:send', { clientMessageId: 'agno-1', team: 'agno-team', message: 'x' });
+    const error = await until(() => seen.find(([n, p]) => n === 'chat:error' && p.subtaskId === ack.subtaskId));
+    expect(error[1]).toMatchObject({ status: 'FAILED', code: 'SHELL_NOT_SUPPORTED', retryable: false, seq: 1 });
+    await until(() => seen.find(([n, p]) => n === 'task:status' && p.status === 'FAILED' && p.statusReason === 'SHELL_NOT_SUPPORTED'));
+    const turn = await server.request('GET', `/api/v1/tasks/${ack.taskId}/messages/${ack.subtaskId}`, { token: alice.token });
+    expect(turn.body).toMatchObject({ status: 'FAILED', statusReason: 'SHELL_NOT_SUPPORTED' });
+  });
+
   it('turns a provider error into a clear chat:error, never a hang', async () => {
     fake.script([{ steps: [{ error: { status: 401, message: 'bad key' } }] }]);
     const socket = await connected(alice.token);

@@ -105,11 +105,6 @@ export class TurnRecorder implements RunHost {
     await this.enqueue(() => this.checkpointAll(true));
   }
 
-  /** Turns that never reached a terminal event (for the worker to settle). */
-  openTurns(): string[] {
-    return [...this.turns.values()].filter((t) => !t.ended).map((t) => t.id);
-  }
-
   private turn(id: string | undefined): TurnState | undefined {
     return id ? this.turns.get(id) : undefined;
   }
@@ -286,6 +281,23 @@ export class TurnRecorder implements RunHost {
     } else {
       await this.publish('chat:cancelled', { ...base, status, reason, partialText: text });
     }
+  }
+
+  /** Ends a turn this step never finished, with its stored text (one terminal event, §6.2). */
+  async endUnfinished(turn: import('../storage/schema.js').MessagesTable, status: 'FAILED' | 'CANCELLED', code: string, message: string): Promise<void> {
+    await this.enqueue(async () => {
+      const known = this.turns.get(turn.id);
+      if (known) known.ended = true;
+      const text = known?.text ?? turn.content;
+      const completedAt = new Date().toISOString();
+      const moved = await this.ctx.tasks.stateMachine.transitionTurn(this.ctx.storage.db, turn.id, status, { content: text, status_reason: code, error: JSON.stringify({ code, message }), completed_at: completedAt });
+      if (!moved) return;
+      const seq = await this.nextSeq(turn.id);
+      const who = { bot: known?.bot ?? null, memberIndex: known?.memberIndex ?? turn.member_index, memberName: known?.memberName ?? null };
+      const base = { subtaskId: turn.id, runSeq: this.job.runSeq, seq, status, offset: text.length, partialText: text, completedAt, ...who };
+      if (status === 'FAILED') await this.publish('chat:error', { ...base, code, message, retryable: !['RESOLUTION_FAILED', 'SHELL_NOT_SUPPORTED', 'MODEL_PROTOCOL_UNSUPPORTED'].includes(code) });
+      else await this.publish('chat:cancelled', { ...base, reason: code });
+    });
   }
 
   /** Publishes a task status change to the user's and the task's rooms. */

@@ -139,13 +139,13 @@ export class RunWorker {
         outcome = { status: 'failed', error: { code: e.code, message: e.message } };
       }
       await recorder.close();
-      await this.settleOpenTurns(recorder, outcome, controller);
+      await this.settleOpenTurns(recorder, outcome, controller, job.runId);
       await this.finishRun(job, outcome, controller, recorder);
     } catch (err) {
       this.log.error({ err, taskId: job.taskId }, 'a run step failed unexpectedly');
       if (recorder) {
         await recorder.close().catch(() => undefined);
-        await this.settleOpenTurns(recorder, { status: 'failed', error: { code: 'INTERNAL', message: 'internal error' } }, controller).catch(() => undefined);
+        await this.settleOpenTurns(recorder, { status: 'failed', error: { code: 'INTERNAL', message: 'internal error' } }, controller, job.runId).catch(() => undefined);
       }
       await this.finishRun(job, { status: 'failed', error: { code: 'INTERNAL', message: 'internal error; see the server log' } }, controller, recorder).catch((e) => this.log.error({ err: e }, 'failing a run failed'));
     } finally {
@@ -155,15 +155,16 @@ export class RunWorker {
     }
   }
 
-  /** Turns the runtime left open (it should not) end with the run's outcome. */
-  private async settleOpenTurns(recorder: TurnRecorder, outcome: RunOutcome, controller: AbortController): Promise<void> {
-    for (const turnId of recorder.openTurns()) {
-      const at = new Date().toISOString();
-      if (outcome.status === 'cancelled' || controller.signal.aborted) {
-        await recorder.emit({ type: 'turn.cancelled', taskId: '', runId: '', runSeq: 0, turnId, at, reason: 'USER_CANCELLED', text: '' } as never);
-      } else if (outcome.status === 'failed') {
-        await recorder.emit({ type: 'turn.failed', taskId: '', runId: '', runSeq: 0, turnId, at, code: outcome.error?.code ?? 'INTERNAL', message: outcome.error?.message ?? 'the run failed', retryable: true, text: '' } as never);
-      }
+  /**
+   * Turns of the run still open in storage once the step is over — a turn the runtime never began (the
+   * run failed to resolve, or was cancelled first) or one it left open — end with the run's outcome,
+   * so that a finished run never keeps a PENDING or RUNNING turn (chat-protocol.md §9.5).
+   */
+  private async settleOpenTurns(recorder: TurnRecorder, outcome: RunOutcome, controller: AbortController, runId: string): Promise<void> {
+    const open = (await taskStore.turnsOfRun(this.ctx.storage.db, runId)).filter((t) => t.status === 'PENDING' || t.status === 'RUNNING');
+    for (const turn of open) {
+      if (outcome.status === 'cancelled' || controller.signal.aborted) await recorder.endUnfinished(turn, 'CANCELLED', 'USER_CANCELLED', 'the run was cancelled');
+      else if (outcome.status === 'failed') await recorder.endUnfinished(turn, 'FAILED', outcome.error?.code ?? 'INTERNAL', outcome.error?.message ?? 'the run failed');
     }
   }
 
