@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { io as connect, type Socket } from 'socket.io-client';
 import { startFakeModelServer, type FakeModelServer } from '@wegent/runtime/testing';
 import { startTestServer, type TestServer } from '../testing/server.js';
+import { until } from '../testing/wait.js';
+import { fakeTeamManifest } from '../testing/fake-team.js';
 
 let server: TestServer;
 let fake: FakeModelServer;
@@ -33,37 +35,13 @@ function record(socket: Socket): Array<[string, any]> {
   return seen;
 }
 
-async function until<T>(check: () => T | undefined | false, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 beforeAll(async () => {
   fake = await startFakeModelServer();
   server = await startTestServer({ privateHostsAllow: ['127.0.0.1'] });
   alice = await server.createUser('alice');
   bob = await server.createUser('bob');
-  const manifest = `kind: Model
-metadata: {name: fake}
-spec: {protocol: openai-compatible, modelId: fake-model, baseUrl: "${fake.openaiBaseUrl}", apiKey: sk-test-0123456789}
----
-kind: Ghost
-metadata: {name: g}
-spec: {systemPrompt: You are terse., tools: []}
----
-kind: Bot
-metadata: {name: b}
-spec: {ghostRef: {name: g}, shellRef: {name: Chat}, modelRef: {name: fake}}
----
-kind: Team
-metadata: {name: t}
-spec: {members: [{botRef: {name: b}, role: leader}]}
-`;
+  const manifest = fakeTeamManifest(fake.openaiBaseUrl);
   const res = await server.request('POST', '/api/v1/apply', { token: alice.token, raw: manifest, headers: { 'content-type': 'application/yaml' } });
   expect(res.status, res.text).toBe(200);
 });

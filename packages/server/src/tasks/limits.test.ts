@@ -2,28 +2,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { io as connect } from 'socket.io-client';
 import { startFakeModelServer, type FakeModelServer } from '@wegent/runtime/testing';
 import { startTestServer, type TestServer } from '../testing/server.js';
+import { until } from '../testing/wait.js';
+import { fakeTeamManifest } from '../testing/fake-team.js';
 
 let server: TestServer;
 let fake: FakeModelServer;
 let alice: { id: string; token: string };
 let bob: { id: string; token: string };
 
-async function until<T>(check: () => Promise<T | undefined | false>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 beforeAll(async () => {
   fake = await startFakeModelServer();
   server = await startTestServer({ privateHostsAllow: ['127.0.0.1'], maxRunningPerUser: 2 });
   alice = await server.createUser('alice');
   bob = await server.createUser('bob');
-  const manifest = `kind: Model\nmetadata: {name: fake}\nspec: {protocol: openai-compatible, modelId: m, baseUrl: "${fake.openaiBaseUrl}"}\n---\nkind: Ghost\nmetadata: {name: g}\nspec: {systemPrompt: hi, tools: []}\n---\nkind: Bot\nmetadata: {name: b}\nspec: {ghostRef: {name: g}, shellRef: {name: Chat}, modelRef: {name: fake}}\n---\nkind: Team\nmetadata: {name: t}\nspec: {members: [{botRef: {name: b}}]}\n`;
+  const manifest = fakeTeamManifest(fake.openaiBaseUrl);
   for (const u of [alice, bob]) await server.request('POST', '/api/v1/apply', { token: u.token, raw: manifest, headers: { 'content-type': 'application/yaml' } });
 });
 afterAll(async () => {

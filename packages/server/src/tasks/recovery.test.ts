@@ -5,6 +5,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startFakeModelServer, type FakeModelServer } from '@wegent/runtime/testing';
+import { until } from '../testing/wait.js';
+import { fakeTeamManifest } from '../testing/fake-team.js';
 
 /** A real server process that the test can SIGKILL mid-stream and start again on the same data. */
 const ROOT = path.resolve(import.meta.dirname, '../../../..');
@@ -44,15 +46,6 @@ async function api(method: string, urlPath: string, body?: unknown, contentType 
   return text ? JSON.parse(text) : undefined;
 }
 
-async function until<T>(check: () => Promise<T | undefined | false>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 beforeAll(async () => {
   fake = await startFakeModelServer();
@@ -61,7 +54,7 @@ beforeAll(async () => {
   await startChild();
   const login = await fetch(`http://127.0.0.1:${port}/api/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: PASSWORD }) }).then((r) => r.json() as Promise<{ accessToken: string }>);
   token = login.accessToken;
-  await api('POST', '/api/v1/apply', `kind: Model\nmetadata: {name: fake}\nspec: {protocol: openai-compatible, modelId: m, baseUrl: "${fake.openaiBaseUrl}"}\n---\nkind: Ghost\nmetadata: {name: g}\nspec: {systemPrompt: hi, tools: []}\n---\nkind: Bot\nmetadata: {name: b}\nspec: {ghostRef: {name: g}, shellRef: {name: Chat}, modelRef: {name: fake}}\n---\nkind: Team\nmetadata: {name: t}\nspec: {members: [{botRef: {name: b}}]}\n`, 'application/yaml');
+  await api('POST', '/api/v1/apply', fakeTeamManifest(fake.openaiBaseUrl), 'application/yaml');
 }, 60_000);
 
 afterAll(async () => {
@@ -102,7 +95,7 @@ describe('crash recovery', () => {
     const done = await until(async () => {
       const t = await api('GET', `/api/v1/tasks/${id}`);
       return ['COMPLETED', 'FAILED'].includes(t.status.status) ? t : undefined;
-    });
+    }, 15_000);
     expect(done.status.status).toBe('COMPLETED');
     const turn = await api('GET', `/api/v1/tasks/${id}/messages/${created.subtaskId}`);
     expect(turn).toMatchObject({ status: 'COMPLETED', content: 'second attempt' });
