@@ -136,7 +136,7 @@ export async function startServer(overrides: Partial<ServerConfig> & { executeRu
     app.addHook('preClose', async () => {
       clearInterval(purge);
       clearInterval(sweeper);
-      await worker.stop();
+      await worker.stop(config.shutdownGraceSeconds * 1000);
       await gateway.close();
     });
     app.addHook('onClose', async () => {

@@ -50,6 +50,8 @@ interface TurnState {
  */
 export class TurnRecorder implements RunHost {
   private readonly turns = new Map<string, TurnState>();
+  /** Set on graceful shutdown: a turn the runtime reports cancelled failed with WORKER_LOST instead. */
+  shuttingDown = false;
   private firstTurnUsed = false;
   private timer: NodeJS.Timeout;
   /** Serialises event handling so storage and the bus see events in order. */
@@ -249,6 +251,9 @@ export class TurnRecorder implements RunHost {
 
   /** The final write of a turn (one statement), then its terminal event (chat-protocol.md §12). */
   private async finish(t: TurnState, event: RuntimeEvent): Promise<void> {
+    if (this.shuttingDown && event.type === 'turn.cancelled') {
+      event = { ...event, type: 'turn.failed', code: 'WORKER_LOST', message: 'the server was stopped', retryable: true } as unknown as RuntimeEvent;
+    }
     const e = event as RuntimeEvent & { text?: string; reasoning?: string; finishReason?: string; code?: string; message?: string; retryable?: boolean; reason?: string };
     const text = typeof e.text === 'string' ? e.text : t.text;
     t.ended = true;

@@ -19,6 +19,9 @@ export interface RunWorkerOptions {
 }
 
 const RENEW_MS = 5000;
+/** The abort reason of a graceful shutdown: the run fails with WORKER_LOST instead of being cancelled. */
+export const SHUTDOWN = 'WORKER_STOPPED';
+const SHUTDOWN_MESSAGE = 'the server was stopped';
 const POLL_MS = 1000;
 
 /**
@@ -61,16 +64,21 @@ export class RunWorker {
     this.pump();
   }
 
-  /** Stops taking work and aborts what runs (graceful shutdown fails the rest, api.md §9). */
-  async stop(): Promise<void> {
+  /**
+   * Graceful shutdown (api.md §9): stops taking work, lets running steps finish for up to `graceMs`,
+   * then stops the rest, which fail with WORKER_LOST ("the server was stopped").
+   */
+  async stop(graceMs = 0): Promise<void> {
     this.stopped = true;
     this.stopWork?.();
-    clearInterval(this.renewTimer);
     clearInterval(this.pollTimer);
-    await this.cancelSub?.unsubscribe();
-    for (const { controller } of this.active.values()) controller.abort('WORKER_STOPPED');
-    const deadline = Date.now() + 5000;
+    let deadline = Date.now() + graceMs;
     while (this.active.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const { controller } of this.active.values()) controller.abort(SHUTDOWN);
+    deadline = Date.now() + 5000;
+    while (this.active.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    clearInterval(this.renewTimer);
+    await this.cancelSub?.unsubscribe();
   }
 
   /** Claims jobs while there is capacity. */
@@ -125,6 +133,10 @@ export class RunWorker {
       await db.updateTable('runs').set({ status: 'RUNNING', lease_owner: this.opts.workerId }).where('id', '=', job.runId).execute();
       const firstTurnId = String(job.payload.subtaskId);
       recorder = new TurnRecorder(this.ctx, this.cache, this.bus, { userId: job.userId, taskId: job.taskId, runId: job.runId, runSeq: job.runSeq, firstTurnId });
+      const rec = recorder;
+      controller.signal.addEventListener('abort', () => {
+        if (controller.signal.reason === SHUTDOWN) rec.shuttingDown = true;
+      });
       await recorder.publishStatus({ runId: job.runId, runSeq: job.runSeq, status: 'RUNNING', previousStatus: moved.previous, statusVersion: moved.statusVersion, updatedAt: moved.updatedAt });
 
       const run = await db.selectFrom('runs').selectAll().where('id', '=', job.runId).executeTakeFirstOrThrow();
@@ -163,7 +175,8 @@ export class RunWorker {
   private async settleOpenTurns(recorder: TurnRecorder, outcome: RunOutcome, controller: AbortController, runId: string): Promise<void> {
     const open = (await taskStore.turnsOfRun(this.ctx.storage.db, runId)).filter((t) => t.status === 'PENDING' || t.status === 'RUNNING');
     for (const turn of open) {
-      if (outcome.status === 'cancelled' || controller.signal.aborted) await recorder.endUnfinished(turn, 'CANCELLED', 'USER_CANCELLED', 'the run was cancelled');
+      if (controller.signal.reason === SHUTDOWN) await recorder.endUnfinished(turn, 'FAILED', 'WORKER_LOST', SHUTDOWN_MESSAGE);
+      else if (outcome.status === 'cancelled' || controller.signal.aborted) await recorder.endUnfinished(turn, 'CANCELLED', 'USER_CANCELLED', 'the run was cancelled');
       else if (outcome.status === 'failed') await recorder.endUnfinished(turn, 'FAILED', outcome.error?.code ?? 'INTERNAL', outcome.error?.message ?? 'the run failed');
     }
   }
@@ -177,7 +190,11 @@ export class RunWorker {
     let to: TaskStatus;
     let reason: string | undefined;
     let message: string | undefined;
-    if (state.status === 'CANCELLING' || outcome.status === 'cancelled') {
+    if (controller.signal.reason === SHUTDOWN && state.status !== 'CANCELLING') {
+      to = 'FAILED';
+      reason = 'WORKER_LOST';
+      message = SHUTDOWN_MESSAGE;
+    } else if (state.status === 'CANCELLING' || outcome.status === 'cancelled') {
       to = outcome.status === 'failed' && state.status === 'CANCELLING' && !controller.signal.aborted ? 'FAILED' : 'CANCELLED';
       reason = to === 'FAILED' ? outcome.error?.code : (state.status_reason ?? 'USER_CANCELLED');
       message = outcome.error?.message;
