@@ -1,5 +1,5 @@
 /** Exit codes of the `wegent` command (api.md §12). */
-export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3 } as const;
+export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3, interrupted: 130 } as const;
 
 /** An error that ends the command with a message on stderr and a given exit code. */
 export class CliError extends Error {
@@ -8,6 +8,13 @@ export class CliError extends Error {
     readonly exitCode: number,
   ) {
     super(message);
+  }
+}
+
+/** Ends the command with an exit code only: whatever had to be said is already on stderr. */
+export class ExitError extends CliError {
+  constructor(exitCode: number) {
+    super('', exitCode);
   }
 }
 

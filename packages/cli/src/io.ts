@@ -12,6 +12,8 @@ export interface CliIO {
   interactive: boolean;
   /** Where prompts are written (the terminal; stderr, so that stdout stays clean). */
   promptOutput: NodeJS.WritableStream;
+  /** Calls `handler` on every Ctrl-C (SIGINT) until the returned function is called; the default is to exit. */
+  onInterrupt?(handler: () => void): () => void;
 }
 
 /** The IO of the running process. */
@@ -23,6 +25,10 @@ export function processIO(): CliIO {
     env: process.env,
     interactive: Boolean(process.stdin.isTTY),
     promptOutput: process.stderr,
+    onInterrupt(handler) {
+      process.on('SIGINT', handler);
+      return () => void process.off('SIGINT', handler);
+    },
   };
 }
 

@@ -24,6 +24,8 @@ export const ChatSendPayload = z
     workspaceRef: RefInput.optional(),
     modelOverride: RefInput.optional(),
     action: z.literal('pipeline:confirm').optional(),
+    /** Where the message comes from (resources.md §17.1): the web app sends `chat`, the CLI `cli`. */
+    source: z.enum(['chat', 'cli']).optional(),
   })
   .loose();
 export type ChatSendPayload = z.infer<typeof ChatSendPayload>;

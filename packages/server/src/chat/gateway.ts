@@ -239,7 +239,7 @@ export class ChatGateway {
   private async onSend(socket: Socket, principal: Principal, raw: unknown): Promise<Record<string, unknown>> {
     const payload = ChatSendPayload.parse(raw);
     const result = await this.ctx.tasks.send({ userId: principal.userId, isAdmin: principal.role === 'admin', username: principal.username }, payload, {
-      source: 'chat',
+      source: payload.source ?? 'chat',
       // Join before commit so that no event of the run can precede the sender's membership (§5.1 step 4).
       beforeCommit: (taskId) => void socket.join(`task:${taskId}`),
     });

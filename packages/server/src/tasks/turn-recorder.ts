@@ -274,6 +274,10 @@ export class TurnRecorder implements RunHost {
     };
     const moved = await this.ctx.tasks.stateMachine.transitionTurn(this.ctx.storage.db, t.id, status, fields);
     if (!moved) return; // Settled elsewhere (cancel timeout, recovery): emit nothing more.
+    // messageCount counts user messages and visible answers (resources.md §17.2).
+    if (status === 'COMPLETED' && t.spec?.visible !== false) {
+      await this.ctx.storage.db.updateTable('task_state').set((eb) => ({ message_count: eb('message_count', '+', 1), last_message_at: completedAt })).where('task_id', '=', this.job.taskId).execute();
+    }
     await this.cache.expire(streamKey(t.id, 'text'), STREAM_TTL_MS);
     await this.cache.expire(seqKey(t.id), STREAM_TTL_MS);
     const seq = await this.nextSeq(t.id);
