@@ -1,0 +1,13 @@
+export * from './types.js';
+export * from './limits.js';
+export { BwrapDriver, type BwrapDriverOptions } from './drivers/bwrap.js';
+export { DockerDriver, type DockerDriverOptions } from './drivers/docker.js';
+export { runToCompletion, type CompletedRun } from './drivers/run-to-completion.js';
+export { detectCgroupLayout, type CgroupLayout } from './drivers/cgroup.js';
+export { buildExecutorRootfs, readImageManifest, hashTree, type ExecutorRootfs, type ImageManifest } from './image/rootfs.js';
+export { ensureExecutorImage, pruneExecutorImages, executorImageRef, EXECUTOR_REPOSITORY } from './image/docker-image.js';
+export { PortAllocator, InMemoryPortClaimStore, type PortClaimStore } from './ports/port-allocator.js';
+export { FairScheduler, DEFAULT_SCHEDULER_LIMITS, type SchedulerLimits, type Slot, type QueuedEntry } from './pool/fair-scheduler.js';
+export { InMemorySandboxRecordStore, type SandboxRecord, type SandboxRecordStore, type SandboxRecordFilter } from './pool/records.js';
+export { SandboxPool, type SandboxPoolOptions, type AcquireRequest } from './pool/sandbox-pool.js';
+export { selectSandboxDriver, type DriverChoice } from './drivers/select.js';
