@@ -283,6 +283,23 @@ describe('Socket.IO /chat', () => {
     expect(turn.body).toMatchObject({ status: 'FAILED', statusReason: 'SHELL_NOT_SUPPORTED' });
   });
 
+  it('cancels a running turn through POST /tasks/{id}/cancel as well', async () => {
+    fake.script([{ steps: [{ text: 'Half an ans', delayMs: 10 }, { hang: true }] }]);
+    const socket = await connected(alice.token);
+    const seen = record(socket);
+    const ack = await send(socket, 'chat:send', { clientMessageId: 'rest-cancel-1', team: 't', message: 'long one' });
+    await until(() => seen.find(([n, p]) => n === 'chat:chunk' && p.subtaskId === ack.subtaskId));
+    const started = Date.now();
+    const res = await server.request('POST', `/api/v1/tasks/${ack.taskId}/cancel`, { token: alice.token });
+    expect(res.status).toBe(202);
+    expect(res.body).toEqual({ taskId: ack.taskId, status: 'CANCELLING', changed: true });
+    const closed = await fake.waitForClose((r) => r.lastUserText === 'long one');
+    expect(closed.closedEarly).toBe(true);
+    expect(Date.now() - started).toBeLessThan(1000);
+    const cancelled = await until(() => seen.find(([n, p]) => n === 'chat:cancelled' && p.subtaskId === ack.subtaskId));
+    expect(cancelled[1].partialText).toBe('Half an ans');
+  });
+
   it('turns a provider error into a clear chat:error, never a hang', async () => {
     fake.script([{ steps: [{ error: { status: 401, message: 'bad key' } }] }]);
     const socket = await connected(alice.token);
