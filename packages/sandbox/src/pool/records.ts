@@ -55,6 +55,9 @@ export class InMemorySandboxRecordStore implements SandboxRecordStore {
   async update(id: string, patch: Partial<Omit<SandboxRecord, 'id'>>): Promise<SandboxRecord> {
     const row = this.rows.get(id);
     if (!row) throw new Error(`no sandbox record ${id}`);
+    // Deleted is final (sandbox.md §3): a late writer — an instance that lost the sandbox to a reaper —
+    // cannot bring a record back.
+    if (row.state === 'Deleted' && patch.state !== undefined && patch.state !== 'Deleted') return structuredClone(row);
     Object.assign(row, structuredClone(patch));
     return structuredClone(row);
   }
