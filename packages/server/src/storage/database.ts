@@ -36,6 +36,32 @@ export class SqliteReader {
   }
 }
 
+/**
+ * Kysely prepares every query anew on SQLite; compiling the SQL is a large part of a small query's
+ * cost. Statements are cached per SQL text (bounded). Safe because Kysely runs one query at a time on
+ * the connection and this project never streams rows (`iterate`), which could hold a statement open.
+ */
+function withStatementCache(database: BetterSqlite3.Database): BetterSqlite3.Database {
+  const statements = new Map<string, BetterSqlite3.Statement>();
+  return new Proxy(database, {
+    get(target, prop) {
+      if (prop === 'prepare') {
+        return (sqlText: string) => {
+          let statement = statements.get(sqlText);
+          if (!statement) {
+            statement = target.prepare(sqlText);
+            if (statements.size >= 2000) statements.delete(statements.keys().next().value!);
+            statements.set(sqlText, statement);
+          }
+          return statement;
+        };
+      }
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
 /** Opens the database named by a URL: `sqlite:<file>`, `mysql://`/`mariadb://` or `postgres://`. */
 export async function openStorage(url: string): Promise<Storage> {
   let dialect: Dialect;
@@ -77,7 +103,7 @@ export async function openStorage(url: string): Promise<Storage> {
     database.pragma('busy_timeout = 5000');
     database.pragma('foreign_keys = ON');
     name = 'sqlite';
-    dialect = new SqliteDialect({ database });
+    dialect = new SqliteDialect({ database: withStatementCache(database) });
     const readConnection = new SQLite(file);
     readConnection.pragma('busy_timeout = 5000');
     readConnection.pragma('query_only = true');
