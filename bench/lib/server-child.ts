@@ -79,7 +79,9 @@ process.on('message', (raw) => {
         }
         case 'usage': {
           const cpu = process.cpuUsage();
-          reply({ id: m.id, ok: true, cpuMicros: cpu.user + cpu.system, rss: process.memoryUsage.rss() });
+          // `at`: when the reading was taken, on the machine's clock; a busy server answers late, so the
+          // parent measures intervals of CPU time against these stamps, not against its own clock.
+          reply({ id: m.id, ok: true, cpuMicros: cpu.user + cpu.system, rss: process.memoryUsage.rss(), at: performance.timeOrigin + performance.now() });
           break;
         }
         case 'profile-start':

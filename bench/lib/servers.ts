@@ -8,6 +8,8 @@ const childScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ser
 export interface Usage {
   cpuMicros: number;
   rss: number;
+  /** When the child took the reading (ms on the machine's clock, `performance.timeOrigin + performance.now()`). */
+  at: number;
 }
 
 /** A server under test, running in a child process (bench/lib/server-child.ts), driven over IPC. */
@@ -21,9 +23,14 @@ export class ChildServer {
 
   private static seq = 0;
 
-  /** Forks a child with `node --import tsx` and sends it `start`. */
-  static async start(start: Record<string, unknown>): Promise<ChildServer> {
-    const child = fork(childScript, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  /**
+   * Forks a child with `node --import tsx` and sends it `start`. `processEnv` is added to the child's
+   * process environment (for settings the server reads from `process.env` itself rather than from the
+   * `env` given to startServer, such as WEGENT_SOCKET_MAX_PER_USER).
+   */
+  static async start(start: Record<string, unknown>, options: { processEnv?: Record<string, string> } = {}): Promise<ChildServer> {
+    const env = options.processEnv ? { ...process.env, ...options.processEnv } : process.env;
+    const child = fork(childScript, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env });
     const pending = new Map<number, (m: Record<string, unknown>) => void>();
     child.on('message', (m) => {
       const msg = m as { id: number } & Record<string, unknown>;
@@ -48,7 +55,7 @@ export class ChildServer {
 
   async usage(): Promise<Usage> {
     const a = await this.ask({ cmd: 'usage' });
-    return { cpuMicros: Number(a.cpuMicros), rss: Number(a.rss) };
+    return { cpuMicros: Number(a.cpuMicros), rss: Number(a.rss), at: Number(a.at) };
   }
 
   /** Starts recording a V8 CPU profile of the server process. */
