@@ -83,6 +83,10 @@ export class StorageJobQueue implements JobQueue {
     assertId('workerId', workerId, 64);
     if (!(limits.maxRunningPerUser >= 0) || !(limits.capacity >= 0)) throw new RangeError('claim limits must be non-negative numbers');
     await this.ensureLockRow();
+    // Most wake-ups (a run finished, nothing waits) find no work: say so without the write lock. A job
+    // enqueued just after this read wakes the workers again itself.
+    const anyWaiting = await this.storage.db.selectFrom('jobs').select('id').where('state', '=', 'waiting').limit(1).executeTakeFirst();
+    if (!anyWaiting) return null;
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.claimOnce(workerId, limits);
