@@ -9,6 +9,8 @@
  * during each measured load scenario and the apply runs is written there, e.g. wegent-get-one.cpuprofile;
  * summarise one with `node --import tsx bench/lib/profile-top.ts <file> [count] [requests]`). A run with BENCH_SCENARIOS or BENCH_CPU_PROF prints its figures but leaves docs/benchmarks.md alone.
  */
+import { call, expectStatus } from './lib/http.js';
+import { envNumber, machineBusyMs } from './lib/measure.js';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
@@ -21,13 +23,6 @@ import { ChildServer } from './lib/servers.js';
 import { applyBatch, ghost } from './lib/documents.js';
 import type { BareFixtures } from './lib/server-child.js';
 
-const num = (name: string, fallback: number, min: number) => {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const v = Number(raw);
-  if (!Number.isFinite(v) || v < min) throw new Error(`${name} must be a number ≥ ${min}, got '${raw}'`);
-  return v;
-};
 
 const TARGET_GET_RATIO = 0.4;
 const TARGET_APPLY_MS = 2000;
@@ -38,40 +33,6 @@ const NOISY_OTHER_CPU = 0.25;
 /** At or above this share of a core, autocannon itself may be what limits req/s. */
 const LOADER_SATURATED = 0.9;
 const ALL_SCENARIOS = ['get-one', 'list-100', 'create', 'apply'] as const;
-
-interface Call {
-  status: number;
-  body: unknown;
-  text: string;
-}
-
-async function call(base: string, method: string, url: string, opts: { token?: string; json?: unknown; yaml?: string } = {}): Promise<Call> {
-  const headers: Record<string, string> = { accept: 'application/json' };
-  if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-  let body: string | undefined;
-  if (opts.json !== undefined) {
-    headers['content-type'] = 'application/json';
-    body = JSON.stringify(opts.json);
-  } else if (opts.yaml !== undefined) {
-    headers['content-type'] = 'application/yaml';
-    body = opts.yaml;
-  }
-  const res = await fetch(base + url, { method, headers, body });
-  const text = await res.text();
-  let parsed: unknown = text;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // not JSON
-  }
-  return { status: res.status, body: parsed, text };
-}
-
-async function expect(what: string, p: Promise<Call>, status: number): Promise<Call> {
-  const r = await p;
-  if (r.status !== status) throw new Error(`${what}: expected HTTP ${status}, got ${r.status}: ${r.text.slice(0, 500)}`);
-  return r;
-}
 
 /**
  * One autocannon measurement with the CPU used over the same interval (1 = one core): by the server, by
@@ -85,10 +46,6 @@ interface Measurement {
   otherCpu: number;
   /** Server CPU time per request served, in microseconds: less sensitive to other load than req/s. */
   serverMicrosPerRequest: number;
-}
-
-function machineBusyMs(): number {
-  return os.cpus().reduce((sum, c) => sum + c.times.user + c.times.nice + c.times.sys + c.times.irq, 0);
 }
 
 async function measure(server: ChildServer, options: Options, profileFile?: string): Promise<Measurement> {
@@ -141,10 +98,10 @@ function problems(m: Measurement, expectStatus: number): string {
 }
 
 async function run({ machine, log }: Parameters<Benchmark['run']>[0]): Promise<BenchmarkReport> {
-  const duration = num('BENCH_DURATION', 10, 1);
-  const warmup = num('BENCH_WARMUP', 3, 0);
-  const connections = num('BENCH_CONNECTIONS', 50, 1);
-  const applyRuns = num('BENCH_APPLY_RUNS', 5, 1);
+  const duration = envNumber('BENCH_DURATION', 10, 1);
+  const warmup = envNumber('BENCH_WARMUP', 3, 0);
+  const connections = envNumber('BENCH_CONNECTIONS', 50, 1);
+  const applyRuns = envNumber('BENCH_APPLY_RUNS', 5, 1);
   const profileDir = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
   const selected = new Set<string>(process.env.BENCH_SCENARIOS ? process.env.BENCH_SCENARIOS.split(',').map((x) => x.trim()) : ALL_SCENARIOS);
   const unknown = [...selected].filter((x) => !(ALL_SCENARIOS as readonly string[]).includes(x));
@@ -188,21 +145,21 @@ async function run({ machine, log }: Parameters<Benchmark['run']>[0]): Promise<B
     log('starting Wegent (child process)…');
     wegent = await ChildServer.start({ kind: 'wegent', overrides, env: { WEGENT_ADMIN_PASSWORD: adminPassword } });
     const W = wegent.url;
-    const admin = await expect('admin login', call(W, 'POST', '/api/v1/auth/login', { json: { username: 'admin', password: adminPassword } }), 200);
+    const admin = await expectStatus('admin login', call(W, 'POST', '/api/v1/auth/login', { json: { username: 'admin', password: adminPassword } }), 200);
     const adminToken = (admin.body as { accessToken: string }).accessToken;
-    await expect('create user', call(W, 'POST', '/api/v1/admin/users', { token: adminToken, json: { username: 'bench', email: 'bench@example.com', password: userPassword, role: 'user' } }), 201);
-    const login = await expect('user login', call(W, 'POST', '/api/v1/auth/login', { json: { username: 'bench', password: userPassword } }), 200);
+    await expectStatus('create user', call(W, 'POST', '/api/v1/admin/users', { token: adminToken, json: { username: 'bench', email: 'bench@example.com', password: userPassword, role: 'user' } }), 201);
+    const login = await expectStatus('user login', call(W, 'POST', '/api/v1/auth/login', { json: { username: 'bench', password: userPassword } }), 200);
     const token = (login.body as { accessToken: string }).accessToken;
     const auth = { authorization: `Bearer ${token}`, accept: 'application/json' };
 
-    await expect('create the Ghost to read', call(W, 'POST', '/api/v1/namespaces/default/ghosts', { token, json: ghost('bench-ghost', 0) }), 201);
-    const one = await expect('read the Ghost', call(W, 'GET', '/api/v1/namespaces/default/ghosts/bench-ghost', { token }), 200);
+    await expectStatus('create the Ghost to read', call(W, 'POST', '/api/v1/namespaces/default/ghosts', { token, json: ghost('bench-ghost', 0) }), 201);
+    const one = await expectStatus('read the Ghost', call(W, 'GET', '/api/v1/namespaces/default/ghosts/bench-ghost', { token }), 200);
     const hundred = Array.from({ length: 100 }, (_, i) => ghost(`ghost-${String(i).padStart(3, '0')}`, i));
-    await expect('apply 100 Ghosts', call(W, 'POST', '/api/v1/namespaces/bench/apply', { token, json: hundred }), 200);
-    const list = await expect('list 100 Ghosts', call(W, 'GET', '/api/v1/namespaces/bench/ghosts?limit=100', { token }), 200);
+    await expectStatus('apply 100 Ghosts', call(W, 'POST', '/api/v1/namespaces/bench/apply', { token, json: hundred }), 200);
+    const list = await expectStatus('list 100 Ghosts', call(W, 'GET', '/api/v1/namespaces/bench/ghosts?limit=100', { token }), 200);
     const listed = (list.body as { items: unknown[] }).items.length;
     if (listed !== 100) throw new Error(`list 100 Ghosts: got ${listed} items`);
-    const created = await expect('create sample', call(W, 'POST', '/api/v1/namespaces/bench-create/ghosts', { token, json: ghost('sample', 1) }), 201);
+    const created = await expectStatus('create sample', call(W, 'POST', '/api/v1/namespaces/bench-create/ghosts', { token, json: ghost('sample', 1) }), 201);
 
     const applyOnce = async (ns: string): Promise<{ ms: number; body: unknown }> => {
       const t0 = performance.now();
