@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
 const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -56,6 +57,7 @@ const EnvSchema = z.object({
   WEGENT_FETCH_ENABLED: bool.default(true),
   WEGENT_FETCH_DENY_HOSTS: z.string().optional(),
   WEGENT_FETCH_MAX_BYTES: int(1024, 100 * 1024 * 1024).default(2 * 1024 * 1024),
+  WEGENT_RUNTIME_THREADS: int(0, 64).optional(),
   WEGENT_MAX_RUNNING_PER_USER: int(1, 10_000).default(5),
   WEGENT_WORKER_CONCURRENCY: int(1, 10_000).default(50),
   WEGENT_QUEUE_TIMEOUT_SECONDS: int(1, 86_400).default(1800),
@@ -93,6 +95,8 @@ export type ServerConfig = {
   modelAllowPrivate: boolean;
   /** Runtime limits (runtime.md §16), passed to every run. */
   runtimeLimits: { maxToolRounds: number; toolOutputMaxTokens: number; defaultContextWindow: number; modelIdleTimeoutSeconds: number; turnTimeoutSeconds: number; fetch: { enabled: boolean; denyHosts: string[]; maxBytes: number } };
+  /** Worker threads that execute run steps (0: on the main thread). */
+  runtimeThreads: number;
   maxRunningPerUser: number;
   workerConcurrency: number;
   queueTimeoutSeconds: number;
@@ -152,6 +156,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       turnTimeoutSeconds: e.WEGENT_TURN_TIMEOUT_SECONDS,
       fetch: { enabled: e.WEGENT_FETCH_ENABLED, denyHosts: e.WEGENT_FETCH_DENY_HOSTS ? e.WEGENT_FETCH_DENY_HOSTS.split(',').map((h) => h.trim()).filter(Boolean) : [], maxBytes: e.WEGENT_FETCH_MAX_BYTES },
     },
+    runtimeThreads: e.WEGENT_RUNTIME_THREADS ?? Math.max(1, availableParallelism() - 1),
     maxRunningPerUser: e.WEGENT_MAX_RUNNING_PER_USER,
     workerConcurrency: e.WEGENT_WORKER_CONCURRENCY,
     queueTimeoutSeconds: e.WEGENT_QUEUE_TIMEOUT_SECONDS,

@@ -18,6 +18,7 @@ import { InProcessEventBus, BusChannels } from './infra/event-bus.js';
 import { MemoryCache } from './infra/cache.js';
 import { StorageJobQueue } from './infra/storage-job-queue.js';
 import { RunWorker, type ExecuteRun } from './tasks/worker.js';
+import { RunThreads } from './tasks/run-threads.js';
 import { recoverRuns, sweepRuns } from './tasks/recovery.js';
 import { streamKey } from './tasks/turn-recorder.js';
 import { ChatGateway } from './chat/gateway.js';
@@ -118,11 +119,12 @@ export async function startServer(overrides: Partial<ServerConfig> & { executeRu
     // Runs a previous process left are settled before the server reports ready (chat-protocol.md §13).
     const recovered = await recoverRuns(ctx, queue, bus);
     if (recovered.requeued + recovered.failed + recovered.cancelled + recovered.jobsRestored) log.info(recovered, 'recovered runs left by the previous process');
+    const runThreads = !overrides.executeRun && config.runtimeThreads > 0 ? new RunThreads(config.runtimeThreads) : undefined;
     const worker = new RunWorker(ctx, queue, bus, cache, {
       workerId: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
       capacity: config.workerConcurrency,
       maxRunningPerUser: config.maxRunningPerUser,
-      executeRun: (overrides.executeRun ?? executeRun) as ExecuteRun,
+      executeRun: overrides.executeRun ?? runThreads?.executeRun ?? (executeRun as ExecuteRun),
     });
     const sweeper = setInterval(() => void sweepRuns(ctx, queue, bus, { cancelTimeoutMs: config.cancelTimeoutSeconds * 1000, queueTimeoutMs: config.queueTimeoutSeconds * 1000 }).catch((err) => log.warn({ err }, 'sweep failed')), 2000);
     sweeper.unref();
@@ -137,6 +139,7 @@ export async function startServer(overrides: Partial<ServerConfig> & { executeRu
       clearInterval(purge);
       clearInterval(sweeper);
       await worker.stop(config.shutdownGraceSeconds * 1000);
+      await runThreads?.close();
       await gateway.close();
     });
     app.addHook('onClose', async () => {
