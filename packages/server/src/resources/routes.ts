@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { KINDS, lookupKind, parseLabelSelector, printYaml, ResourceDocument, SelectorSyntaxError, StatusBody, isUnsupportedUpstreamKind, Name, type KindName } from '@wegent/core';
+import { KINDS, lookupKind, printYaml, ResourceDocument, StatusBody, isUnsupportedUpstreamKind, Name, type KindName } from '@wegent/core';
 import type { App, AppContext } from '../app.js';
 import { ApiError, BadRequestError, ForbiddenError, NotFoundError } from '../errors.js';
 import { documentOnly, YamlBody } from '../http/plumbing.js';
+import { labelSelectorParam } from '../http/selectors.js';
 import type { Actor, ApplyResultItem } from './service.js';
 
 const PLURALS = Object.values(KINDS).map((k) => k.plural);
@@ -129,13 +130,7 @@ export async function registerResourceRoutes(app: App, ctx: AppContext): Promise
   const svc = ctx.resources;
 
   async function listHandler(req: FastifyRequest, kind: KindName, namespace: string | undefined, q: z.infer<typeof ListQuery>, ownerId?: string) {
-    let selector;
-    try {
-      selector = q.labelSelector ? parseLabelSelector(q.labelSelector) : undefined;
-    } catch (e) {
-      if (e instanceof SelectorSyntaxError) throw new BadRequestError(e.message);
-      throw e;
-    }
+    const selector = labelSelectorParam(q.labelSelector);
     const hash = filterHash([kind, namespace ?? null, q.labelSelector ?? '', q.q ?? '', q.scope, ownerId ?? null]);
     const after = q.continue ? decodeContinue(q.continue, hash) : undefined;
     const page = await svc.list(actorOf(req), kind, { namespace, limit: q.limit, after, selector, text: q.q, scope: q.scope, ownerId });

@@ -1,7 +1,8 @@
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { ChatSendPayload, Message, parseLabelSelector, matchesSelector, RefInput, ResourceDocument, SelectorSyntaxError, StatusBody, TaskRuntime, TaskStatusValue, ClientMessageId } from '@wegent/core';
+import { ChatSendPayload, Message, matchesSelector, RefInput, ResourceDocument, StatusBody, TaskRuntime, TaskStatusValue, ClientMessageId } from '@wegent/core';
 import type { App, AppContext } from '../app.js';
+import { labelSelectorParam } from '../http/selectors.js';
 import { ApiError, BadRequestError, NotFoundError } from '../errors.js';
 import { taskStore, toMessage } from './store.js';
 
@@ -71,13 +72,7 @@ export async function registerTaskRoutes(app: App, ctx: AppContext): Promise<voi
 
   app.get('/api/v1/tasks', { config: { auth: 'user' }, schema: { tags, summary: "List the caller's tasks", querystring: ListQuery, response: { 200: z.object({ apiVersion: z.string(), kind: z.literal('TaskList'), metadata: z.object({ continue: z.string().optional() }), items: z.array(ResourceDocument) }), ...errors } } }, async (req) => {
     const q = req.query;
-    let selector;
-    try {
-      selector = q.labelSelector ? parseLabelSelector(q.labelSelector) : undefined;
-    } catch (e) {
-      if (e instanceof SelectorSyntaxError) throw new BadRequestError(e.message);
-      throw e;
-    }
+    const selector = labelSelectorParam(q.labelSelector);
     const statuses = q.status ? q.status.split(',').map((s) => s.trim()) : undefined;
     const column = q.sort === '-createdAt' ? 'created_at' : 'updated_at';
     let after: { at: string; id: string } | undefined;
