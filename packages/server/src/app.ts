@@ -16,6 +16,8 @@ import { FixedWindowCounter } from './auth/rate-window.js';
 import type { AccountService } from './auth/service.js';
 import type { ResourceService } from './resources/service.js';
 import type { TaskService } from './tasks/service.js';
+import type { ServerMetrics } from './metrics/metrics.js';
+import { registerMetricsRoute } from './metrics/routes.js';
 import { registerTaskRoutes } from './tasks/routes.js';
 import { registerAuthRoutes } from './auth/routes.js';
 import { registerResourceRoutes } from './resources/routes.js';
@@ -31,6 +33,7 @@ export interface AppContext {
   accounts: AccountService;
   resources: ResourceService;
   tasks: TaskService;
+  metrics: ServerMetrics;
   log: Logger;
   startedAt: number;
   version: string;
@@ -111,6 +114,14 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   app.addHook('onRequest', async (_request, reply) => {
     reply.headers(securityHeaders);
   });
+  // Request metrics by route pattern, never by concrete URL (ids stay out of labels).
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    if (route === '/metrics') return;
+    ctx.metrics.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    ctx.metrics.httpDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  });
+
   await app.register(compress, { threshold: 1024 });
   if (ctx.config.corsOrigins.length) await app.register(cors, { origin: ctx.config.corsOrigins, credentials: true });
 
@@ -127,6 +138,7 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   app.get('/api/openapi.json', { config: { auth: 'anon' }, schema: { hide: true } }, async () => app.swagger());
 
   await registerHealthRoutes(app, ctx);
+  await registerMetricsRoute(app, ctx);
   await registerAuthRoutes(app, ctx);
   await registerResourceRoutes(app, ctx);
   await registerTaskRoutes(app, ctx);

@@ -22,6 +22,7 @@ import { RunThreads } from './tasks/run-threads.js';
 import { recoverRuns, sweepRuns } from './tasks/recovery.js';
 import { streamKey } from './tasks/turn-recorder.js';
 import { ChatGateway } from './chat/gateway.js';
+import { ServerMetrics } from './metrics/metrics.js';
 
 export const VERSION = '0.1.0';
 
@@ -93,7 +94,7 @@ export async function startServer(overrides: Partial<ServerConfig> & { executeRu
       const user = await trx.selectFrom('users').select('username').where('id', '=', record.ownerId).executeTakeFirst();
       await tasks.onTaskApplied(trx, record, { ...actor, username: user?.username ?? 'unknown' });
     };
-    const ctx: AppContext = { config, storage, secretBox, accounts, resources, tasks, log, startedAt: Date.now(), version: VERSION };
+    const ctx: AppContext = { config, storage, secretBox, accounts, resources, tasks, metrics: new ServerMetrics(), log, startedAt: Date.now(), version: VERSION };
     if (config.seed) await seedPublicResources(ctx);
     await accounts.prepareFirstRun();
     const purge = startPurgeJob(ctx);

@@ -138,6 +138,8 @@ export class ChatGateway {
   private onConnection(socket: Socket): void {
     const principal = socket.data.principal as Principal;
     this.perUser.set(principal.userId, (this.perUser.get(principal.userId) ?? 0) + 1);
+    this.ctx.metrics.socketConnections.inc();
+    socket.on('disconnect', () => this.ctx.metrics.socketConnections.dec());
     void socket.join(`user:${principal.userId}`);
     // A JWT that reaches its expiry: auth:error, then 30 s to send auth:refresh (§2).
     let expiryTimer: NodeJS.Timeout | undefined;

@@ -12,7 +12,7 @@ let aliceKeyId: string;
 let aliceTask: { id: string; messageId: string };
 let ghostUid: string;
 const MARKER = 'alice-private-marker-7f3a';
-const ANON = [/^\/healthz$/, /^\/readyz$/, /^\/api\/openapi\.json$/, /^\/api\/docs/, /^\/api\/v1\/setup$/, /^\/api\/v1\/auth\/(login|register)$/];
+const ANON = [/^\/healthz$/, /^\/readyz$/, /^\/metrics$/, /^\/api\/openapi\.json$/, /^\/api\/docs/, /^\/api\/v1\/setup$/, /^\/api\/v1\/auth\/(login|register)$/];
 const LAST = /\/auth\/(logout|refresh|me\/password)$/;
 
 type Caller = 'anonymous' | 'other' | 'owner' | 'admin';

@@ -50,6 +50,13 @@ interface TurnState {
  */
 export class TurnRecorder implements RunHost {
   private readonly turns = new Map<string, TurnState>();
+  /** Per member: what metrics label turns with (shell type; model protocol and id, public ones only). */
+  private members = new Map<number, { shellType: string; protocol: string; modelId: string }>();
+
+  describeMembers(members: Array<{ index: number; shell: { shellType: string }; model: { protocol: string; modelId: string; resource: { scope: string } } | null }>): void {
+    for (const m of members) this.members.set(m.index, { shellType: m.shell.shellType, protocol: m.model?.protocol ?? 'none', modelId: m.model?.resource.scope === 'public' ? m.model.modelId || 'demo' : 'other' });
+  }
+
   /** Set on graceful shutdown: a turn the runtime reports cancelled failed with WORKER_LOST instead. */
   shuttingDown = false;
   private firstTurnUsed = false;
@@ -278,6 +285,7 @@ export class TurnRecorder implements RunHost {
     if (status === 'COMPLETED' && t.spec?.visible !== false) {
       await this.ctx.storage.db.updateTable('task_state').set((eb) => ({ message_count: eb('message_count', '+', 1), last_message_at: completedAt })).where('task_id', '=', this.job.taskId).execute();
     }
+    this.observe(t, status, reason);
     await this.cache.expire(streamKey(t.id, 'text'), STREAM_TTL_MS);
     await this.cache.expire(seqKey(t.id), STREAM_TTL_MS);
     const seq = await this.nextSeq(t.id);
@@ -289,6 +297,22 @@ export class TurnRecorder implements RunHost {
       await this.publish('chat:error', { ...base, status, code: reason, message: e.message ?? '', retryable: e.retryable ?? false, partialText: text });
     } else {
       await this.publish('chat:cancelled', { ...base, status, reason, partialText: text });
+    }
+  }
+
+  /** Turn metrics (api.md §9): outcome by shell type, time to first token, tokens, model errors. */
+  private observe(t: TurnState, status: string, reason: string): void {
+    const m = this.ctx.metrics;
+    const member = this.members.get(t.memberIndex ?? 0) ?? { shellType: 'unknown', protocol: 'unknown', modelId: 'other' };
+    m.turns.inc({ status, shell_type: member.shellType });
+    if (status === 'FAILED') m.modelErrors.inc({ code: reason });
+    if (t.firstTokenAt && t.startedAt) m.timeToFirstToken.observe({ protocol: member.protocol }, (t.firstTokenAt - t.startedAt) / 1000);
+    for (const u of t.usage) {
+      const labels = { protocol: u.model.protocol, model_id: member.modelId };
+      m.tokens.inc({ ...labels, direction: 'input' }, u.inputTokens);
+      m.tokens.inc({ ...labels, direction: 'output' }, u.outputTokens);
+      m.tokens.inc({ ...labels, direction: 'reasoning' }, u.reasoningTokens);
+      m.tokens.inc({ ...labels, direction: 'cached_input' }, u.cachedInputTokens);
     }
   }
 

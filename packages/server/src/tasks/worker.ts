@@ -143,8 +143,11 @@ export class RunWorker {
       const taskRow = (await this.ctx.resources.store.findLiveByUid(job.taskId))!;
       const firstTurn = await taskStore.message(db, firstTurnId);
       let outcome: RunOutcome;
+      let mode = 'solo';
       try {
         const request = await buildRunRequest(this.ctx, { id: job.taskId, ownerId: taskRow.ownerId, namespace: taskRow.namespace, spec: this.ctx.resources.clearSpecOf(taskRow) }, { id: job.runId, runSeq: job.runSeq, input: JSON.parse(run.input) }, firstTurn?.attempt ?? 1);
+        recorder.describeMembers(request.members);
+        mode = request.mode;
         outcome = await this.opts.executeRun(request, recorder, controller.signal);
       } catch (e) {
         if (!(e instanceof ResolutionError)) throw e;
@@ -152,7 +155,7 @@ export class RunWorker {
       }
       await recorder.close();
       await this.settleOpenTurns(recorder, outcome, controller, job.runId);
-      await this.finishRun(job, outcome, controller, recorder);
+      await this.finishRun(job, outcome, controller, recorder, mode);
     } catch (err) {
       this.log.error({ err, taskId: job.taskId }, 'a run step failed unexpectedly');
       if (recorder) {
@@ -182,7 +185,7 @@ export class RunWorker {
   }
 
   /** Moves the task by the run's outcome (chat-protocol.md §9.3) and publishes the change. */
-  private async finishRun(job: ClaimedJob, outcome: RunOutcome, controller: AbortController, recorder?: TurnRecorder): Promise<void> {
+  private async finishRun(job: ClaimedJob, outcome: RunOutcome, controller: AbortController, recorder?: TurnRecorder, mode = 'solo'): Promise<void> {
     const sm = this.ctx.tasks.stateMachine;
     const db = this.ctx.storage.db;
     const state = await taskStore.state(db, job.taskId);
@@ -208,6 +211,7 @@ export class RunWorker {
     const usage = await this.taskUsage(job.taskId);
     const moved = await sm.transitionTask(db, { taskId: job.taskId, runSeq: job.runSeq, to, reason, errorMessage: message });
     if (!moved) return;
+    if (to === 'COMPLETED' || to === 'FAILED' || to === 'CANCELLED') this.ctx.metrics.runs.inc({ status: to, mode });
     const now = new Date().toISOString();
     await db.updateTable('task_state').set({ usage: JSON.stringify(usage) }).where('task_id', '=', job.taskId).execute();
     await db.updateTable('runs').set({ status: to, completed_at: now, lease_owner: null }).where('id', '=', job.runId).execute();
