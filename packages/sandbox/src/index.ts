@@ -9,5 +9,10 @@ export { ensureExecutorImage, pruneExecutorImages, executorImageRef, EXECUTOR_RE
 export { PortAllocator, InMemoryPortClaimStore, type PortClaimStore } from './ports/port-allocator.js';
 export { FairScheduler, DEFAULT_SCHEDULER_LIMITS, type SchedulerLimits, type Slot, type QueuedEntry } from './pool/fair-scheduler.js';
 export { InMemorySandboxRecordStore, type SandboxRecord, type SandboxRecordStore, type SandboxRecordFilter } from './pool/records.js';
-export { SandboxPool, type SandboxPoolOptions, type AcquireRequest } from './pool/sandbox-pool.js';
+export { SandboxPool, type SandboxPoolOptions, type AcquireRequest, type SandboxAgentHandle } from './pool/sandbox-pool.js';
+export * as agentClient from './agent-client.js';
+export {
+  AgentCallError, ExecCancelledError, type AgentTarget, type ExecRequest, type ExecResult, type ExecOptions,
+  type ReadFileRequest, type ReadFileResult, type WriteFileRequest, type WriteFileResult, type ListFilesRequest, type ListFilesResult,
+} from './agent-client.js';
 export { selectSandboxDriver, type DriverChoice } from './drivers/select.js';

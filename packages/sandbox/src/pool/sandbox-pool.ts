@@ -1,11 +1,16 @@
 /**
  * The sandbox pool (sandbox.md §3, §7, §13): one sandbox per task, reused while alive; the cap and
  * fair queue; records through a storage-agnostic store; idle timeout; exit/OOM detection; clean-up
- * and orphan reaping. This layer runs the sandbox's main command; exec through the agent comes next.
+ * and orphan reaping; readiness through the sandbox agent, and a handle for commands and files.
  */
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import {
+  exec as agentExec, listFiles, readFile, waitForAgent, writeFile, ExecCancelledError,
+  type ExecOptions, type ExecRequest, type ExecResult, type ListFilesRequest, type ListFilesResult,
+  type ReadFileRequest, type ReadFileResult, type WriteFileRequest, type WriteFileResult,
+} from '../agent-client.js';
 import { EventChannel } from '../event-channel.js';
 import { DEFAULT_LIMITS } from '../limits.js';
 import type { PortAllocator } from '../ports/port-allocator.js';
@@ -32,6 +37,19 @@ export interface SandboxPoolOptions {
   idleTimeoutMs?: number;
   ports?: PortAllocator;
   image?: string;
+  /** How long the agent has to answer its first health check (§9; default 30 s). */
+  readyTimeoutMs?: number;
+}
+
+/** What a turn uses to work in a sandbox: commands and files through the sandbox agent (§2, §14.1). */
+export interface SandboxAgentHandle {
+  readonly id: string;
+  /** The agent's socket on the host (`<run>/agent.sock`). */
+  readonly socketPath: string;
+  exec(req: ExecRequest, opts: ExecOptions): Promise<ExecResult>;
+  readFile(req: ReadFileRequest, opts?: { signal?: AbortSignal }): Promise<ReadFileResult>;
+  writeFile(req: WriteFileRequest, opts?: { signal?: AbortSignal }): Promise<WriteFileResult>;
+  listFiles(req: ListFilesRequest, opts?: { signal?: AbortSignal }): Promise<ListFilesResult>;
 }
 
 export interface AcquireRequest {
@@ -42,7 +60,7 @@ export interface AcquireRequest {
   workspaceMode?: WorkspaceMode;
   /** Container ports to publish (allocates host ports). */
   publishPorts?: number[];
-  /** The main command (the agent by default). */
+  /** The main command (the agent by default). A custom command has no agent: it is Running once started. */
   command?: string[];
   signal: AbortSignal;
   onQueued?(position: number): void;
@@ -55,6 +73,8 @@ interface LiveSandbox {
   runDir: string;
   idleTimer?: NodeJS.Timeout;
   ending?: Promise<void>;
+  /** Waiting for the agent's first health answer: an exit now is reported by the readiness check. */
+  readying?: boolean;
 }
 
 /** Hands out one sandbox per task, fairly, within the limits. */
@@ -128,6 +148,10 @@ export class SandboxPool {
         workspaceDir, runDir, command: req.command, image: this.opts.image,
       });
       await this.opts.driver.start(live.handle);
+      if (req.command === undefined) {
+        live.readying = true;
+        try { await this.awaitReady(live, req.signal); } finally { live.readying = false; }
+      }
       record = live.record = await this.opts.records.update(id, { state: 'Running', readyAt: new Date(), driverRef: live.handle.ref, ports: record.ports });
       this.statusChannel.push(record);
       if (req.signal.aborted) throw new SandboxError('CANCELLED', 'the request was cancelled while its sandbox started');
@@ -138,6 +162,51 @@ export class SandboxPool {
       await this.end(live, err instanceof SandboxError && err.code === 'CANCELLED' ? 'USER_STOPPED' : code, (err as Error).message);
       throw err;
     }
+  }
+
+  /** Readiness (§9): the agent answers `GET /v1/health` within the start timeout, else READY_TIMEOUT. */
+  private async awaitReady(live: LiveSandbox, signal: AbortSignal): Promise<void> {
+    const timeoutMs = this.opts.readyTimeoutMs ?? 30_000;
+    let exited = false;
+    const ok = await waitForAgent({ runDir: live.runDir }, {
+      timeoutMs, signal,
+      stillRunning: async () => {
+        const st = await this.opts.driver.inspect(live.handle).catch(() => undefined);
+        exited = st !== undefined && !st.running;
+        return !exited;
+      },
+    });
+    if (ok) return;
+    if (signal.aborted) throw new SandboxError('CANCELLED', 'the request was cancelled while its sandbox started');
+    const { stderr } = await this.opts.driver.logs(live.handle).catch(() => ({ stderr: '' }));
+    const tail = Buffer.from(stderr).subarray(-2048).toString('utf8').trim();
+    const why = exited ? 'the sandbox agent exited before it was ready' : `the sandbox agent did not answer within ${Math.round(timeoutMs / 1000)} s`;
+    throw new SandboxError('READY_TIMEOUT', `${why}${tail ? `: ${tail}` : ''}`);
+  }
+
+  /**
+   * Commands and files of a live sandbox, through its agent. A cancelled command whose kill the
+   * agent does not confirm within 2 s ends the whole sandbox (KILL_TIMEOUT, §10).
+   */
+  handle(sandboxId: string): SandboxAgentHandle {
+    const live = this.live.get(sandboxId);
+    if (!live) throw new SandboxError('SANDBOX_UNAVAILABLE', `sandbox ${sandboxId} is not live in this pool`);
+    const target = { runDir: live.runDir };
+    return {
+      id: sandboxId,
+      socketPath: join(live.runDir, 'agent.sock'),
+      exec: async (req, opts) => {
+        try {
+          return await agentExec(target, req, opts);
+        } catch (err) {
+          if (err instanceof ExecCancelledError && !err.confirmed) await this.stop(sandboxId, 'KILL_TIMEOUT', 'A cancelled command could not be stopped in time, so the sandbox was stopped.');
+          throw err;
+        }
+      },
+      readFile: (req, opts) => readFile(target, req, opts),
+      writeFile: (req, opts) => writeFile(target, req, opts),
+      listFiles: (req, opts) => listFiles(target, req, opts),
+    };
   }
 
   /** The turn is done with the task's sandbox; when no turn holds it, the idle timer runs. */
@@ -206,7 +275,7 @@ export class SandboxPool {
         if (this.closed) break;
         if (ev.type !== 'exit') continue;
         const live = this.live.get(ev.handle.sandboxId);
-        if (!live || live.ending) continue;
+        if (!live || live.ending || live.readying) continue;
         const st = await this.opts.driver.inspect(live.handle).catch(() => undefined);
         void this.end(live, st?.oomKilled ? 'OOM' : 'CRASHED', st?.oomKilled ? undefined : `The sandbox's main process exited with code ${ev.exitCode ?? st?.exitCode}.`);
       }
