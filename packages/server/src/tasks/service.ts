@@ -8,7 +8,7 @@ import type { Storage } from '../storage/database.js';
 import type { Database } from '../storage/schema.js';
 import { ApiError, NotFoundError, ValidationError, invalidMessage } from '../errors.js';
 import type { Actor, ResourceService } from '../resources/service.js';
-import { PUBLIC_OWNER, type ResourceRecord } from '../resources/store.js';
+import type { ResourceRecord } from '../resources/store.js';
 import { ACTIVE_TASK_STATUSES, TaskStateMachine, TERMINAL_TASK_STATUSES, type TaskStatus } from './state-machine.js';
 import { taskStore, toMessage } from './store.js';
 import type { Job } from '../infra/job-queue.js';
@@ -151,7 +151,7 @@ export class TaskService {
     const name = `t-${taskId.replace(/-/g, '').slice(-12)}`;
     const namespace = team.namespace;
     const title = (payload.title ?? message.split('\n')[0]!.trim()).slice(0, payload.title ? 256 : 80);
-    const teamRef: Ref = team.ownerId === PUBLIC_OWNER && team.namespace !== namespace ? { name: team.name, namespace: team.namespace } : { name: team.name, namespace: team.namespace };
+    const teamRef: Ref = { name: team.name, namespace: team.namespace };
     const spec: Record<string, unknown> = { title, prompt: message, teamRef, source: opts.source };
     if (payload.workspaceRef) spec.workspaceRef = payload.workspaceRef;
     if (payload.modelOverride) spec.modelRef = payload.modelOverride;
