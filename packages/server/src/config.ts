@@ -58,6 +58,8 @@ const EnvSchema = z.object({
   WEGENT_FETCH_DENY_HOSTS: z.string().optional(),
   WEGENT_FETCH_MAX_BYTES: int(1024, 100 * 1024 * 1024).default(2 * 1024 * 1024),
   WEGENT_RUNTIME_THREADS: int(0, 64).optional(),
+  WEGENT_SOCKET_TRANSPORTS: z.string().regex(/^(websocket|polling)(,(websocket|polling))*$/, "must be 'websocket', 'polling' or both, comma-separated").default('websocket,polling'),
+  WEGENT_SOCKET_MAX_PER_USER: int(1, 100_000).default(20),
   WEGENT_MAX_RUNNING_PER_USER: int(1, 10_000).default(5),
   WEGENT_WORKER_CONCURRENCY: int(1, 10_000).default(50),
   WEGENT_QUEUE_TIMEOUT_SECONDS: int(1, 86_400).default(1800),
@@ -95,6 +97,8 @@ export type ServerConfig = {
   modelAllowPrivate: boolean;
   /** Runtime limits (runtime.md §16), passed to every run. */
   runtimeLimits: { maxToolRounds: number; toolOutputMaxTokens: number; defaultContextWindow: number; modelIdleTimeoutSeconds: number; turnTimeoutSeconds: number; fetch: { enabled: boolean; denyHosts: string[]; maxBytes: number } };
+  socketTransports: Array<'websocket' | 'polling'>;
+  socketMaxPerUser: number;
   /** Worker threads that execute run steps (0: on the main thread). */
   runtimeThreads: number;
   maxRunningPerUser: number;
@@ -156,6 +160,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       turnTimeoutSeconds: e.WEGENT_TURN_TIMEOUT_SECONDS,
       fetch: { enabled: e.WEGENT_FETCH_ENABLED, denyHosts: e.WEGENT_FETCH_DENY_HOSTS ? e.WEGENT_FETCH_DENY_HOSTS.split(',').map((h) => h.trim()).filter(Boolean) : [], maxBytes: e.WEGENT_FETCH_MAX_BYTES },
     },
+    socketTransports: e.WEGENT_SOCKET_TRANSPORTS.split(',') as Array<'websocket' | 'polling'>,
+    socketMaxPerUser: e.WEGENT_SOCKET_MAX_PER_USER,
     runtimeThreads: e.WEGENT_RUNTIME_THREADS ?? Math.max(1, availableParallelism() - 1),
     maxRunningPerUser: e.WEGENT_MAX_RUNNING_PER_USER,
     workerConcurrency: e.WEGENT_WORKER_CONCURRENCY,

@@ -65,6 +65,24 @@ describe('Socket.IO /chat', () => {
     }
   });
 
+  it('refuses a connection over the per-user limit with TOO_MANY_CONNECTIONS', async () => {
+    const small = await startTestServer({ socketMaxPerUser: 1 });
+    try {
+      const u = await small.createUser('dora');
+      const first = connect(`${small.url}/chat`, { path: '/socket.io', transports: ['websocket'], auth: { token: u.token }, reconnection: false, forceNew: true });
+      sockets.push(first);
+      await new Promise<void>((resolve) => first.once('connect', () => resolve()));
+      const second = connect(`${small.url}/chat`, { path: '/socket.io', transports: ['websocket'], auth: { token: u.token }, reconnection: false, forceNew: true });
+      sockets.push(second);
+      const err = await new Promise<any>((resolve) => second.once('connect_error', resolve));
+      expect(err.data.code).toBe('TOO_MANY_CONNECTIONS');
+      first.disconnect();
+      second.disconnect();
+    } finally {
+      await small.stop();
+    }
+  });
+
   it('streams a turn as chat:start, contiguous chunks and chat:done carrying the full text', async () => {
     fake.script([{ steps: [{ text: 'Hel' }, { text: 'lo, ' }, { text: 'wörld 😀' }, { usage: { inputTokens: 10, outputTokens: 4 } }] }]);
     const socket = await connected(alice.token);

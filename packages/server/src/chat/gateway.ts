@@ -68,10 +68,9 @@ export class ChatGateway {
     private readonly bus: EventBus,
     private readonly cache: Cache,
   ) {
-    const transports = (process.env.WEGENT_SOCKET_TRANSPORTS ?? 'websocket,polling').split(',').map((t) => t.trim()) as Array<'websocket' | 'polling'>;
     this.io = new Server(httpServer, {
       path: '/socket.io',
-      transports,
+      transports: ctx.config.socketTransports,
       maxHttpBufferSize: 1024 * 1024,
       pingInterval: 25_000,
       pingTimeout: 20_000,
@@ -129,7 +128,7 @@ export class ChatGateway {
       }
       throw fail(code, code === 'TOKEN_EXPIRED' ? 'the token has expired' : code === 'ACCOUNT_DISABLED' ? 'this account is disabled' : 'invalid credential');
     }
-    const max = Number(process.env.WEGENT_SOCKET_MAX_PER_USER ?? 20);
+    const max = this.ctx.config.socketMaxPerUser;
     const count = this.perUser.get(principal.userId) ?? 0;
     if (count >= max) throw fail('TOO_MANY_CONNECTIONS', `at most ${max} connections per user`);
     socket.data.principal = principal;
