@@ -10,7 +10,7 @@
  * summarise one with `node --import tsx bench/lib/profile-top.ts <file> [count] [requests]`). A run with BENCH_SCENARIOS or BENCH_CPU_PROF prints its figures but leaves docs/benchmarks.md alone.
  */
 import { call, expectStatus } from './lib/http.js';
-import { envNumber, machineBusyMs } from './lib/measure.js';
+import { envNumber, machineBusyMs, selectedScenarios } from './lib/measure.js';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
@@ -103,9 +103,7 @@ async function run({ machine, log }: Parameters<Benchmark['run']>[0]): Promise<B
   const connections = envNumber('BENCH_CONNECTIONS', 50, 1);
   const applyRuns = envNumber('BENCH_APPLY_RUNS', 5, 1);
   const profileDir = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
-  const selected = new Set<string>(process.env.BENCH_SCENARIOS ? process.env.BENCH_SCENARIOS.split(',').map((x) => x.trim()) : ALL_SCENARIOS);
-  const unknown = [...selected].filter((x) => !(ALL_SCENARIOS as readonly string[]).includes(x));
-  if (unknown.length) throw new Error(`BENCH_SCENARIOS: unknown scenario(s) ${unknown.join(', ')}; known: ${ALL_SCENARIOS.join(', ')}`);
+  const selected = selectedScenarios('BENCH_SCENARIOS', ALL_SCENARIOS);
   if (profileDir) mkdirSync(profileDir, { recursive: true });
   const started = Date.now();
 

@@ -33,7 +33,7 @@ import { EventSourceParserStream } from 'eventsource-parser/stream';
 import { startFakeModelServer, type FakeModelServer, type FakeStep } from '@wegent/runtime/testing';
 import type { Benchmark, BenchmarkReport } from './lib/benchmark.js';
 import { call, createUser, expectStatus, login } from './lib/http.js';
-import { cpuWindow, envNumber, percentiles, type CpuShares } from './lib/measure.js';
+import { cpuWindow, envNumber, percentiles, selectedScenarios, type CpuShares } from './lib/measure.js';
 import { fmt, machineLine, markdownTable, type Table } from './lib/report.js';
 import { ChildServer } from './lib/servers.js';
 
@@ -494,9 +494,7 @@ async function run({ machine, log: print }: Parameters<Benchmark['run']>[0]): Pr
   const chunks = envNumber('BENCH_STREAM_CHUNKS', 50, 1);
   const chunkMs = envNumber('BENCH_STREAM_CHUNK_MS', 20, 1);
   const profileDir = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
-  const selected = new Set<string>(process.env.BENCH_STREAM_SCENARIOS ? process.env.BENCH_STREAM_SCENARIOS.split(',').map((x) => x.trim()) : ALL_SCENARIOS);
-  const unknown = [...selected].filter((x) => !(ALL_SCENARIOS as readonly string[]).includes(x));
-  if (unknown.length) throw new Error(`BENCH_STREAM_SCENARIOS: unknown scenario(s) ${unknown.join(', ')}; known: ${ALL_SCENARIOS.join(', ')}`);
+  const selected = selectedScenarios('BENCH_STREAM_SCENARIOS', ALL_SCENARIOS);
   if (profileDir) mkdirSync(profileDir, { recursive: true });
   const loadScenarios = (['streams-200', 'streams-1000'] as const).filter((s) => selected.has(s));
   const maxStreams = Math.max(0, ...loadScenarios.map((s) => LOAD_STREAMS[s]));

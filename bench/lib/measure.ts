@@ -14,6 +14,15 @@ export function envNumber(name: string, fallback: number, min: number): number {
   return v;
 }
 
+/** The scenarios an environment variable selects (comma list; all when unset); unknown ids are an error. */
+export function selectedScenarios(name: string, all: readonly string[]): Set<string> {
+  const raw = process.env[name];
+  const selected = new Set<string>(raw ? raw.split(',').map((x) => x.trim()) : all);
+  const unknown = [...selected].filter((x) => !all.includes(x));
+  if (unknown.length) throw new Error(`${name}: unknown scenario(s) ${unknown.join(', ')}; known: ${all.join(', ')}`);
+  return selected;
+}
+
 /** Nearest-rank percentiles (q in 0…1) of `values`, sorted once; NaN for an empty set. */
 export function percentiles(values: ArrayLike<number>, qs: readonly number[]): number[] {
   const s = Float64Array.from(values).sort();

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeModelServer, type FakeModelServer } from '@wegent/runtime/testing';
 import { startTestServer, type TestServer } from '../../server/src/testing/server.js';
+import { freePort } from '../../server/src/testing/ports.js';
 
 // `wegent chat` end to end: the CLI as a child process, a real server in this process, and the fake
 // model server behind a Team — nothing mocked between the keyboard and the model.
@@ -100,14 +101,6 @@ function taskIdOf(stderr: string): string {
   return m![1]!;
 }
 
-/** A closed port: nothing listens on it. */
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 /** A TCP proxy in front of the server whose connections a test can cut, to force a reconnect. */
 async function startProxy(target: string): Promise<{ url: string; cut(): void; close(): Promise<void> }> {
@@ -330,7 +323,7 @@ describe('wegent chat, connection', { timeout: 60_000 }, () => {
   });
 
   it('exits 3 when the server cannot be reached', async () => {
-    const r = await chat(['helpers', '-m', 'hi'], { server: `http://127.0.0.1:${await closedPort()}` });
+    const r = await chat(['helpers', '-m', 'hi'], { server: `http://127.0.0.1:${await freePort()}` });
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('cannot reach the Wegent server');
   });

@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { startTestServer, type TestServer } from '../../server/src/testing/server.js';
+import { freePort } from '../../server/src/testing/ports.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const MAIN = 'packages/cli/src/main.ts';
@@ -42,14 +42,6 @@ function cli(args: string[], opts: { input?: string; env?: Record<string, string
   });
 }
 
-/** A port that nothing listens on. */
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 const TEAM_MANIFEST = `apiVersion: agent.wecode.io/v1
 kind: Ghost
@@ -455,7 +447,7 @@ describe('wegent against a real server', { timeout: 120_000 }, () => {
   });
 
   it('exits 3 when the server cannot be reached', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const r = await cli(['--server', `http://127.0.0.1:${port}`, 'get', 'ghosts'], { env: { WEGENT_TOKEN: 'anything' } });
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(new RegExp(`^cannot reach the Wegent server at http://127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`));
@@ -469,7 +461,7 @@ describe('wegent against a real server', { timeout: 120_000 }, () => {
 
   it('prefers --server over WEGENT_SERVER, and never sends a stored token to another server', async () => {
     const user = await freshUser();
-    const port = await closedPort();
+    const port = await freePort();
     const viaFlag = await cli(['--server', server.url, 'get', 'ghosts'], { env: { WEGENT_SERVER: `http://127.0.0.1:${port}`, WEGENT_TOKEN: user.token } });
     expect(viaFlag.code).toBe(0);
 

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startFakeModelServer, type FakeModelServer } from '@wegent/runtime/testing';
 import { until } from '../testing/wait.js';
+import { freePort } from '../testing/ports.js';
 import { fakeTeamManifest } from '../testing/fake-team.js';
 
 /** A real server process that the test can SIGKILL mid-stream and start again on the same data. */
@@ -17,14 +17,6 @@ let port: number;
 let child: ChildProcess | undefined;
 let token: string;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 async function startChild(): Promise<void> {
   child = spawn(process.execPath, ['--import', 'tsx', 'packages/server/src/main.ts'], {
