@@ -15,7 +15,7 @@ const docPath = path.join(benchDir, '..', 'docs', 'benchmarks.md');
 
 async function discover(): Promise<Benchmark[]> {
   const files = readdirSync(benchDir)
-    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts') && f !== 'run.ts')
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts') && !f.startsWith('.') && f !== 'run.ts')
     .sort();
   const found: Benchmark[] = [];
   for (const f of files) {

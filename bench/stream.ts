@@ -9,12 +9,15 @@
  *                 received), the two kinds of sample interleaved in one run after a warm-up.
  *   streams-200   200 concurrent streams held for a fixed time (each client starts a new task as soon as its
  *   streams-1000  previous one is done); chunk latency = fake model writes a chunk → the client receives the
- *                 `chat:chunk` carrying it, and chunks/s delivered.
+ *                 `chat:chunk` carrying it, and chunks/s delivered. Answers of BENCH_STREAM_CHUNKS chunks.
+ *   churn-200     the same with 200 streams and short answers (BENCH_STREAM_CHURN_CHUNKS): a new task per
+ *                 client every second, which adds the cost of starting runs to the streaming; no target.
  *
  * Environment: BENCH_STREAM_SCENARIOS (comma-separated subset of the ids above), BENCH_STREAM_TTFT_SAMPLES
  * (per side, default 200), BENCH_STREAM_TTFT_WARMUP (pairs, default 30), BENCH_STREAM_DURATION (seconds
- * measured per load scenario, default 10), BENCH_STREAM_WARMUP (seconds of load before measuring, default 3),
- * BENCH_STREAM_CHUNKS (chunks per answer, default 50), BENCH_STREAM_CHUNK_MS (ms between chunks, default 20),
+ * measured per load scenario, default 10), BENCH_STREAM_WARMUP (seconds of load before measuring, default one
+ * answer length + 2 s, at least 3), BENCH_STREAM_CHUNKS (chunks per answer, default 500: a 10 s answer of 500
+ * tokens at 50 tokens/s), BENCH_STREAM_CHURN_CHUNKS (default 50), BENCH_STREAM_CHUNK_MS (ms between chunks, default 20),
  * BENCH_CPU_PROF (a directory: a V8 CPU profile of the Wegent server during each measurement is written
  * there, e.g. wegent-streams-200.cpuprofile; summarise with `node --import tsx bench/lib/profile-top.ts <file>`).
  * A run with BENCH_STREAM_SCENARIOS or BENCH_CPU_PROF prints its figures but leaves docs/benchmarks.md alone.
@@ -37,9 +40,11 @@ import { cpuWindow, envNumber, percentiles, selectedScenarios, type CpuShares } 
 import { fmt, machineLine, markdownTable, type Table } from './lib/report.js';
 import { ChildServer } from './lib/servers.js';
 
-const ALL_SCENARIOS = ['ttft', 'streams-200', 'streams-1000'] as const;
+const ALL_SCENARIOS = ['ttft', 'streams-200', 'streams-1000', 'churn-200'] as const;
 type ScenarioId = (typeof ALL_SCENARIOS)[number];
-const LOAD_STREAMS: Record<Exclude<ScenarioId, 'ttft'>, number> = { 'streams-200': 200, 'streams-1000': 1000 };
+type LoadId = Exclude<ScenarioId, 'ttft'>;
+const LOAD_IDS: readonly LoadId[] = ['streams-200', 'streams-1000', 'churn-200'];
+const LOAD_STREAMS: Record<LoadId, number> = { 'streams-200': 200, 'streams-1000': 1000, 'churn-200': 200 };
 
 const TARGET_ADDED_TTFT_MS = 10;
 const TARGET_CHUNK_P99_MS = 50;
@@ -388,7 +393,10 @@ class LoadClient {
 }
 
 interface LoadFigures {
+  label: string;
   streams: number;
+  /** Chunks per answer. */
+  chunks: number;
   users: number;
   sink: LoadSink;
   cpu: CpuShares;
@@ -467,7 +475,9 @@ async function runLoad(
     log(`${o.label}: all streams ended`);
     const serverRss = (await server.usage()).rss;
     return {
+      label: o.label,
       streams: o.streams,
+      chunks: o.chunks,
       users,
       sink,
       cpu: shares,
@@ -491,12 +501,16 @@ async function run({ machine, log: print }: Parameters<Benchmark['run']>[0]): Pr
   const ttftWarmup = envNumber('BENCH_STREAM_TTFT_WARMUP', 30, 0);
   const durationS = envNumber('BENCH_STREAM_DURATION', 10, 1);
   const warmupS = envNumber('BENCH_STREAM_WARMUP', 3, 0);
-  const chunks = envNumber('BENCH_STREAM_CHUNKS', 50, 1);
+  const chunks = envNumber('BENCH_STREAM_CHUNKS', 500, 1);
+  const churnChunks = envNumber('BENCH_STREAM_CHURN_CHUNKS', 50, 1);
   const chunkMs = envNumber('BENCH_STREAM_CHUNK_MS', 20, 1);
+  const chunksOf = (id: LoadId) => (id === 'churn-200' ? churnChunks : chunks);
+  // Starts are spread over one answer length: measure once every stream is in its steady state.
+  const warmupOf = (id: LoadId) => process.env.BENCH_STREAM_WARMUP ? warmupS : Math.max(3, Math.ceil((chunksOf(id) * chunkMs) / 1000) + 2);
   const profileDir = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
   const selected = selectedScenarios('BENCH_STREAM_SCENARIOS', ALL_SCENARIOS);
   if (profileDir) mkdirSync(profileDir, { recursive: true });
-  const loadScenarios = (['streams-200', 'streams-1000'] as const).filter((s) => selected.has(s));
+  const loadScenarios = LOAD_IDS.filter((s) => selected.has(s));
   const maxStreams = Math.max(0, ...loadScenarios.map((s) => LOAD_STREAMS[s]));
   const started = Date.now();
 
@@ -526,7 +540,7 @@ async function run({ machine, log: print }: Parameters<Benchmark['run']>[0]): Pr
     'logger: pino level silent',
     `model: the fake model server (@wegent/runtime/testing) on 127.0.0.1 in the benchmark process, OpenAI chat completions (\`protocol: openai-compatible\`), streaming`,
     `ttft: ${ttftWarmup} warm-up pairs, then ${ttftSamples} pairs (one Wegent sample and one direct sample each, alternating which goes first), one stream at a time`,
-    `load: answers of ${chunks} chunks, ${chunkMs} ms apart (${CHUNK_CHARS} characters each); ${warmupS} s warm-up then ${durationS} s measured per scenario; each client starts a new task as soon as its previous one ends`,
+    `load: answers of ${chunks} chunks (churn-200: ${churnChunks}), ${chunkMs} ms apart (${CHUNK_CHARS} characters each); warm-up of one answer length + 2 s (at least 3 s${process.env.BENCH_STREAM_WARMUP ? `; set to ${warmupS} s` : ''}), then ${durationS} s measured per scenario; each client starts a new task as soon as its previous one ends`,
   ];
   log(`limits: ${limits.join('; ')}`);
 
@@ -554,8 +568,8 @@ async function run({ machine, log: print }: Parameters<Benchmark['run']>[0]): Pr
     const loads: LoadFigures[] = [];
     for (const id of loadScenarios) {
       fake.reset(); // forget recorded requests (memory); the replies are scripted again
-      scriptFake(fake, chunks, chunkMs);
-      const figures = await runLoad(W, tokens.slice(1), wegent, { streams: LOAD_STREAMS[id], chunks, chunkMs, warmupS, durationS, profileFile: profileDir && path.join(profileDir, `wegent-${id}.cpuprofile`), label: id }, log);
+      scriptFake(fake, chunksOf(id), chunkMs);
+      const figures = await runLoad(W, tokens.slice(1), wegent, { streams: LOAD_STREAMS[id], chunks: chunksOf(id), chunkMs, warmupS: warmupOf(id), durationS, profileFile: profileDir && path.join(profileDir, `wegent-${id}.cpuprofile`), label: id }, log);
       const [p50, p99] = percentiles(figures.sink.latencies, [0.5, 0.99]);
       log(`${id}: chunk latency p50 ${fmt.ms(p50!)}, p99 ${fmt.ms(p99!)}; ${fmt.int(figures.sink.receivedInWindow / durationS)} chunks/s; server CPU ${fmt.pct(figures.cpu.server)}, this process ${fmt.pct(figures.cpu.self)}`);
       loads.push(figures);
@@ -610,9 +624,9 @@ function report(r: {
 
   // load
   const loadTable: Table = {
-    title: `Concurrent streams (answers of ${r.chunks} chunks ${r.chunkMs} ms apart; ${r.durationS} s measured; CPU: 100% = one core)`,
-    columns: ['Streams', 'users × sockets', 'chunk latency p50', 'p90', 'p99', 'max', 'chunks/s delivered', 'chunks/s if always streaming', 'streaming at once (mean / min)', 'TTFT p50 / p99', 'answer length p50 (ideal)', 'answers done', 'server CPU per chunk / per answer', 'server event-loop delay p50 / max', 'server CPU', 'bench process CPU', 'other CPU', 'server RSS', 'problems'],
-    right: [0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
+    title: `Concurrent streams (chunks ${r.chunkMs} ms apart; ${r.durationS} s measured; CPU: 100% = one core)`,
+    columns: ['Scenario', 'Streams', 'answer', 'users × sockets', 'chunk latency p50', 'p90', 'p99', 'max', 'chunks/s delivered', 'chunks/s if always streaming', 'streaming at once (mean / min)', 'TTFT p50 / p99', 'answer length p50 (ideal)', 'answers done', 'server CPU per chunk / per answer', 'server event-loop delay p50 / max', 'server CPU', 'bench process CPU', 'other CPU', 'server RSS', 'problems'],
+    right: [1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19],
     rows: [],
   };
   for (const l of r.loads) {
@@ -629,7 +643,9 @@ function report(r: {
     if (l.sink.strayEvents) issues.push(`${fmt.int(l.sink.strayEvents)} events outside a stream`);
     if (l.cpu.self >= CLIENT_SATURATED) issues.push('benchmark process saturated its core: latency is an upper bound');
     loadTable.rows.push([
+      l.label,
       fmt.int(l.streams),
+      `${fmt.int(l.chunks)} chunks`,
       `${fmt.int(l.users)} × ${SOCKETS_PER_USER}`,
       fmt.ms(p50!),
       fmt.ms(p90!),
@@ -639,7 +655,7 @@ function report(r: {
       fmt.int(l.offeredPerSecond),
       `${l.streamingMean.toFixed(0)} / ${l.streamingMin}`,
       `${fmt.ms(t50!)} / ${fmt.ms(t99!)}`,
-      `${fmt.ms(s50!)} (${fmt.ms((r.chunks - 1) * r.chunkMs)})`,
+      `${fmt.ms(s50!)} (${fmt.ms((l.chunks - 1) * r.chunkMs)})`,
       fmt.int(l.sink.streamsDoneInWindow),
       `${fmt.us((serverMs * 1000) / Math.max(1, l.sink.receivedInWindow))} / ${fmt.ms(serverMs / Math.max(1, l.sink.streamsDoneInWindow))}`,
       `${fmt.ms(lag50!)} / ${fmt.ms(lagMax)}`,
@@ -651,7 +667,7 @@ function report(r: {
     ]);
   }
   const chunkTarget = `chunk latency p99 ≤ ${TARGET_CHUNK_P99_MS} ms at ${TARGET_CHUNK_STREAMS} concurrent streams`;
-  const at200 = r.loads.find((l) => l.streams === TARGET_CHUNK_STREAMS);
+  const at200 = r.loads.find((l) => l.label === 'streams-200');
   if (at200) {
     const [p99] = percentiles(at200.sink.latencies, [0.99]);
     targetRows.push([chunkTarget, `${fmt.ms(p99!)} (${fmt.int(at200.sink.latencies.length)} chunks)`, pass(p99! <= TARGET_CHUNK_P99_MS)]);
@@ -724,7 +740,12 @@ function report(r: {
     '  rest of the clients were between `chat:send` and the first chunk. Each client runs one stream at a time and',
     '  starts its next task as soon as `chat:done` arrives; starts are spread over one answer length.',
     '- *TTFT*: `chat:send` → first `chat:chunk` of the streams started in the window (includes the fake model\'s',
-    `  ${r.chunkMs} ms before its first chunk). *answer length*: first chunk → \`chat:done\` (ideal ${(r.chunks - 1) * r.chunkMs} ms).`,
+    `  ${r.chunkMs} ms before its first chunk). *answer length*: first chunk → \`chat:done\` (ideal: (chunks − 1) × ${r.chunkMs} ms).`,
+    `- *Answers*: streams-200 and streams-1000 stream answers of ${r.chunks} chunks (${(r.chunks * r.chunkMs) / 1000} s: about a ${r.chunks}-token answer at`,
+    `  ${Math.round(1000 / r.chunkMs)} tokens/s), so each client starts a new task every ${(r.chunks * r.chunkMs) / 1000} s; the chunk target is judged on streams-200.`,
+    '  churn-200 has the same 200 clients start a new task every second (short answers): it adds the cost of starting',
+    '  a run (task, messages, queue, resolution — about 50 SQL statements) to every 50 chunks and shows where the',
+    '  server saturates; it has no target.',
     '- *server CPU per chunk / per answer*: CPU time of the server process over the window ÷ the chunks delivered, and',
     '  ÷ the answers completed, in it (each figure carries the other\'s work: a run\'s fixed cost and its chunks).',
     '- *server event-loop delay*: round trip of a small IPC request to the server process (answered on its event',
