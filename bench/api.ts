@@ -131,6 +131,7 @@ async function run({ machine, log }: Parameters<Benchmark['run']>[0]): Promise<B
     'documents per apply: 2,000 (server default, unchanged)',
     'database: SQLite file in a fresh temporary directory (server defaults: WAL, synchronous=NORMAL); public seed resources on',
     'logger: pino level silent',
+    'sandboxes: off (WEGENT_SANDBOX_DRIVER=none)',
     `load: autocannon, ${connections} connections, pipelining 1, ${warmup} s warm-up then ${duration} s measured per scenario and server`,
     `apply: ${applyRuns} measured runs after 1 warm-up run, one request each, fresh namespace per run`,
   ];

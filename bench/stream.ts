@@ -538,6 +538,7 @@ async function run({ machine, log: print }: Parameters<Benchmark['run']>[0]): Pr
     'Socket.IO transports (server): websocket,polling (WEGENT_SOCKET_TRANSPORTS, the default); clients connect with websocket only',
     'database: SQLite file in a fresh temporary directory (server defaults: WAL, synchronous=NORMAL); public seed resources on',
     'logger: pino level silent',
+    'sandboxes: off (WEGENT_SANDBOX_DRIVER=none; the chat shell needs none)',
     `model: the fake model server (@wegent/runtime/testing) on 127.0.0.1 in the benchmark process, OpenAI chat completions (\`protocol: openai-compatible\`), streaming`,
     `ttft: ${ttftWarmup} warm-up pairs, then ${ttftSamples} pairs (one Wegent sample and one direct sample each, alternating which goes first), one stream at a time`,
     `load: answers of ${chunks} chunks (churn-200: ${churnChunks}), ${chunkMs} ms apart (${CHUNK_CHARS} characters each); warm-up of one answer length + 2 s (at least 3 s${process.env.BENCH_STREAM_WARMUP ? `; set to ${warmupS} s` : ''}), then ${durationS} s measured per scenario; each client starts a new task as soon as its previous one ends`,

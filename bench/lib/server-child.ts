@@ -37,7 +37,9 @@ let session: Session | undefined;
 
 async function startWegent(overrides: Record<string, unknown>, env: Record<string, string>): Promise<string> {
   const { startServer, createLogger } = await import('../../packages/server/src/server.js');
-  const running = await startServer(overrides as never, env, createLogger('silent'));
+  // The API and streaming benchmarks use no sandbox: without this the server would probe Docker, build the
+  // executor image and keep a warm sandbox running beside the measurement (bench/sandbox measures those).
+  const running = await startServer(overrides as never, { WEGENT_SANDBOX_DRIVER: 'none', ...env }, createLogger('silent'));
   close = () => running.close();
   return running.url;
 }

@@ -85,6 +85,8 @@ export type SendResult = z.infer<typeof SendResult>;
 export const Sender = z.union([
   z.object({ type: z.literal('user'), userId: z.string(), username: z.string() }),
   z.object({ type: z.literal('bot'), bot: z.object({ name: z.string(), namespace: z.string() }), memberIndex: z.number().int(), memberRole: z.string().nullable(), memberName: z.string() }),
+  /** An assistant message brought in as history by the OpenAI-compatible API (api.md §8.2, §8.3). */
+  z.object({ type: z.literal('imported') }),
 ]);
 
 /** A stored message; assistant messages are turns (api.md §5.1). */

@@ -9,3 +9,4 @@ export * from './common-passwords.js';
 export * from './accounts.js';
 export * from './chat-protocol.js';
 export * from './runtime-events.js';
+export * from './sandboxes.js';

@@ -1,11 +1,15 @@
 /** The Wegent agent runtime: executes run steps and reports runtime events; knows nothing of HTTP or storage. */
 export { executeRun, type RunServices } from './run/execute-run.js';
 export type {
+  ContextPassing,
+  PipelineInput,
+  PipelineStageOutput,
   HistoryMessage,
   ModelConnection,
   ModelProtocol,
   ResolvedMember,
   ResolvedResource,
+  ResolvedSkill,
   RunHost,
   RunInput,
   RunOutcome,

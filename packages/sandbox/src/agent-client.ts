@@ -3,7 +3,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A sandbox as the client sees it: its agent socket, or the run folder holding `agent.sock`. */
@@ -32,6 +32,12 @@ export interface ExecResult {
   /** Output bytes beyond the per-stream cap (1 MiB), counted and dropped. */
   droppedBytes: number;
   truncated: { stdout: boolean; stderr: boolean };
+  /**
+   * The kernel's OOM killer killed a process of the sandbox while the command ran (the sandbox's
+   * cgroup `oom_kill` counter rose, read on the host, §9). Always false from the bare client: the
+   * pool's handle fills it in.
+   */
+  oomKilled: boolean;
 }
 
 export interface ExecOptions {
@@ -207,7 +213,7 @@ export function exec(target: AgentTarget, request: ExecRequest, opts: ExecOption
             exited = true;
             finish(() => resolve({
               exitCode: ev.exitCode ?? null, signal: ev.signal ?? null, timedOut: ev.timedOut === true, durationMs: ev.durationMs ?? 0,
-              stdout: out.stdout, stderr: out.stderr, droppedBytes: ev.droppedBytes ?? 0, truncated,
+              stdout: out.stdout, stderr: out.stderr, droppedBytes: ev.droppedBytes ?? 0, truncated, oomKilled: false,
             }));
           }
         }
@@ -229,4 +235,36 @@ export function writeFile(target: AgentTarget, request: WriteFileRequest, opts: 
 
 export function listFiles(target: AgentTarget, request: ListFilesRequest, opts: { signal?: AbortSignal } = {}): Promise<ListFilesResult> {
   return callJson(target, 'POST', '/v1/files/list', request, opts);
+}
+
+/** A stdio program started by the agent (§14.3), reached through a Unix socket. */
+export interface StdioConfig { command: string; args?: string[]; env?: Record<string, string> }
+export interface StdioStarted {
+  name: string;
+  /** The socket inside the sandbox (`/run/wegent/mcp-<n>.sock`). */
+  socket: string;
+  /** The same socket on the host (`<run>/mcp-<n>.sock`): connect here. */
+  hostSocketPath: string;
+}
+export interface StdioStatus { running: boolean; exitCode: number | null; signal: string | null; stderr: string; message?: string }
+
+function runDirOf(target: AgentTarget): string {
+  if (typeof target !== 'string' && 'runDir' in target) return target.runDir;
+  return agentSocketPath(target).replace(/\/[^/]+$/, '');
+}
+
+/** Starts `cfg.command` in its own process group inside the sandbox with a socket relaying its stdio. */
+export async function startStdio(target: AgentTarget, name: string, cfg: StdioConfig, opts: { signal?: AbortSignal } = {}): Promise<StdioStarted> {
+  const r = await callJson<{ socket: string }>(target, 'POST', `/v1/mcp/${encodeURIComponent(name)}/start`, { command: cfg.command, args: cfg.args ?? [], env: cfg.env ?? {} }, opts);
+  return { name, socket: r.socket, hostSocketPath: join(runDirOf(target), basename(r.socket)) };
+}
+
+/** Stops the program's process group (SIGTERM, SIGKILL 1 s later) and removes its socket. */
+export async function stopStdio(target: AgentTarget, name: string, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  await callJson<{ ok: true }>(target, 'POST', `/v1/mcp/${encodeURIComponent(name)}/stop`, {}, opts);
+}
+
+/** Whether the program still runs, and the tail of its stderr (64 KiB) for error messages. */
+export function stdioStatus(target: AgentTarget, name: string, opts: { signal?: AbortSignal } = {}): Promise<StdioStatus> {
+  return callJson(target, 'GET', `/v1/mcp/${encodeURIComponent(name)}`, undefined, opts);
 }

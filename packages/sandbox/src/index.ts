@@ -16,3 +16,11 @@ export {
   type ReadFileRequest, type ReadFileResult, type WriteFileRequest, type WriteFileResult, type ListFilesRequest, type ListFilesResult,
 } from './agent-client.js';
 export { selectSandboxDriver, type DriverChoice } from './drivers/select.js';
+export { startStdio, stopStdio, stdioStatus, type StdioConfig, type StdioStarted, type StdioStatus } from './agent-client.js';
+export {
+  ModelGateway, GATEWAY_MAX_BODY_BYTES, GATEWAY_MAX_CONCURRENT, GATEWAY_MAX_REQUESTS,
+  type GatewayModel, type GatewayUsageRecord, type ModelGrant, type ModelGatewayOptions,
+} from './gateway/model-gateway.js';
+export { checkAddress, AddressRefusedError, METADATA_HOSTS, type AddressRules } from './gateway/address.js';
+export { UsageReader, type TokenUsage } from './gateway/usage.js';
+export { cloneWorkspace, checkGitUrl, redactUrl, type WorkspaceSpec, type CloneOptions } from './workspace/git-clone.js';

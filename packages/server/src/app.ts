@@ -19,8 +19,11 @@ import type { TaskService } from './tasks/service.js';
 import type { ServerMetrics } from './metrics/metrics.js';
 import { registerMetricsRoute } from './metrics/routes.js';
 import { registerTaskRoutes } from './tasks/routes.js';
+import { registerSandboxRoutes } from './sandboxes/routes.js';
+import { registerOpenAIRoutes } from './openai/routes.js';
 import { registerAuthRoutes } from './auth/routes.js';
 import { registerResourceRoutes } from './resources/routes.js';
+import { registerSkillRoutes } from './skills/routes.js';
 import { registerHealthRoutes } from './health/routes.js';
 import type { Logger } from 'pino';
 import './auth/principal.js';
@@ -45,6 +48,8 @@ export interface AppContext {
     worker: import('./tasks/worker.js').RunWorker;
     gateway: import('./chat/gateway.js').ChatGateway;
   };
+  /** Sandboxes (sandbox.md): set at start, before the server listens. */
+  sandboxes?: import('./sandboxes/service.js').SandboxService;
   /** Set on SIGTERM/SIGINT: /readyz answers 503 while running work drains. */
   draining?: boolean;
 }
@@ -141,6 +146,9 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   await registerMetricsRoute(app, ctx);
   await registerAuthRoutes(app, ctx);
   await registerResourceRoutes(app, ctx);
+  await registerSkillRoutes(app, ctx);
   await registerTaskRoutes(app, ctx);
+  await registerSandboxRoutes(app, ctx);
+  await registerOpenAIRoutes(app, ctx);
   return app;
 }

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { z } from 'zod';
 
 const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -52,6 +52,8 @@ const EnvSchema = z.object({
   WEGENT_MAX_TOOL_ROUNDS: int(1, 30).default(30),
   WEGENT_TOOL_OUTPUT_MAX_TOKENS: int(100, 1_000_000).default(15_000),
   WEGENT_DEFAULT_CONTEXT_WINDOW: int(1000, 10_000_000).default(128_000),
+  WEGENT_COMPACTION_TRIGGER: z.coerce.number().gt(0).lte(1).default(0.9),
+  WEGENT_COMPACTION_TARGET: z.coerce.number().gt(0).lte(1).default(0.7),
   WEGENT_MODEL_IDLE_TIMEOUT_SECONDS: int(1, 3600).default(120),
   WEGENT_TURN_TIMEOUT_SECONDS: int(1, 86_400).default(1800),
   WEGENT_FETCH_ENABLED: bool.default(true),
@@ -64,6 +66,31 @@ const EnvSchema = z.object({
   WEGENT_WORKER_CONCURRENCY: int(1, 10_000).default(50),
   WEGENT_QUEUE_TIMEOUT_SECONDS: int(1, 86_400).default(1800),
   WEGENT_CANCEL_TIMEOUT_SECONDS: int(1, 3600).default(10),
+  // Sandboxes (sandbox.md §15).
+  WEGENT_SANDBOX_DRIVER: z.enum(['auto', 'docker', 'bwrap', 'none']).default('auto'),
+  WEGENT_SANDBOX_MAX_RUNNING: int(1, 10_000).default(5),
+  WEGENT_SANDBOX_MAX_PER_USER: int(1, 10_000).default(3),
+  WEGENT_SANDBOX_QUEUE_TIMEOUT_SECONDS: int(1, 86_400).default(600),
+  WEGENT_SANDBOX_WARM_POOL: int(0, 100).default(1),
+  WEGENT_SANDBOX_MAX_MEMORY_MB: int(64, 1_048_576).default(8192),
+  WEGENT_SANDBOX_MAX_CPUS: z.coerce.number().positive().max(1024).default(4),
+  WEGENT_SANDBOX_MAX_PIDS: int(16, 4_194_304).default(4096),
+  WEGENT_SANDBOX_MAX_DISK_MB: int(16, 16_777_216).default(20_480),
+  WEGENT_SANDBOX_ALLOW_EGRESS: bool.default(false),
+  WEGENT_SANDBOX_WORKSPACE_MODE: z.enum(['dir', 'tmpfs']).default('dir'),
+  WEGENT_SANDBOX_WORKSPACE_RETENTION_HOURS: int(0, 87_600).default(24),
+  WEGENT_SANDBOX_RUN_DIR: z.string().min(1).max(80, 'must be at most 80 characters (Unix socket paths are limited to 107 bytes)').optional(),
+  WEGENT_SANDBOX_PORT_MIN: int(1, 65535).default(10001),
+  WEGENT_SANDBOX_PORT_MAX: int(1, 65535).default(10100),
+  WEGENT_SANDBOX_PUBLISH_HOST: z.string().min(1).default('127.0.0.1'),
+  WEGENT_SANDBOX_ALLOW_WEAK_LIMITS: bool.default(false),
+  WEGENT_SANDBOX_REAP_UNLABELLED: bool.default(true),
+  WEGENT_SANDBOX_HOST_UID: int(1, 2_147_483_647).default(1000),
+  WEGENT_SANDBOX_HOST_GID: int(1, 2_147_483_647).default(1000),
+  WEGENT_GIT_CLONE_DEPTH: int(0, 1_000_000).default(50),
+  WEGENT_GIT_ALLOW_SSH: bool.default(false),
+  WEGENT_CLAUDE_CLI_DIR: z.string().min(1).optional(),
+  WEGENT_RESPONSES_SYNC_TIMEOUT_SECONDS: int(1, 86_400).default(600),
 });
 
 export type ServerConfig = {
@@ -96,7 +123,7 @@ export type ServerConfig = {
   privateHostsAllow: string[];
   modelAllowPrivate: boolean;
   /** Runtime limits (runtime.md §16), passed to every run. */
-  runtimeLimits: { maxToolRounds: number; toolOutputMaxTokens: number; defaultContextWindow: number; modelIdleTimeoutSeconds: number; turnTimeoutSeconds: number; fetch: { enabled: boolean; denyHosts: string[]; maxBytes: number } };
+  runtimeLimits: { maxToolRounds: number; toolOutputMaxTokens: number; defaultContextWindow: number; compactionTrigger?: number; compactionTarget?: number; modelIdleTimeoutSeconds: number; turnTimeoutSeconds: number; fetch: { enabled: boolean; denyHosts: string[]; maxBytes: number } };
   socketTransports: Array<'websocket' | 'polling'>;
   socketMaxPerUser: number;
   /** Worker threads that execute run steps (0: on the main thread). */
@@ -105,6 +132,32 @@ export type ServerConfig = {
   workerConcurrency: number;
   queueTimeoutSeconds: number;
   cancelTimeoutSeconds: number;
+  /** Sandboxes (sandbox.md §15). */
+  sandbox: {
+    driver: 'auto' | 'docker' | 'bwrap' | 'none';
+    maxRunning: number;
+    maxPerUser: number;
+    queueTimeoutSeconds: number;
+    warmPool: number;
+    maxima: { memoryMB: number; cpus: number; pids: number; diskMB: number };
+    allowEgress: boolean;
+    workspaceMode: 'dir' | 'tmpfs';
+    workspaceRetentionHours: number;
+    runDir: string;
+    portMin: number;
+    portMax: number;
+    publishHost: string;
+    allowWeakLimits: boolean;
+    /** WEGENT_SANDBOX_REAP_UNLABELLED: reaping also removes sandboxes no state names (sandbox.md §13). */
+    reapUnlabelled: boolean;
+    hostUid: number;
+    hostGid: number;
+    gitCloneDepth: number;
+    gitAllowSsh: boolean;
+    claudeCliDir?: string;
+  };
+  /** How long a non-streaming Responses / chat completions request waits for its run (api.md §8.2). */
+  responsesSyncTimeoutSeconds: number;
 };
 
 export class ConfigError extends Error {}
@@ -122,6 +175,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`invalid configuration: ${String(issue.path[0])}: ${issue.message}`);
   }
   const e = parsed.data;
+  if (e.WEGENT_SANDBOX_PORT_MIN > e.WEGENT_SANDBOX_PORT_MAX) throw new ConfigError('invalid configuration: WEGENT_SANDBOX_PORT_MIN: must not be above WEGENT_SANDBOX_PORT_MAX');
   const dataDir = path.resolve(e.WEGENT_DATA_DIR);
   const [ns, name] = e.WEGENT_DEFAULT_MODEL.split('/') as [string, string];
   return {
@@ -156,6 +210,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxToolRounds: e.WEGENT_MAX_TOOL_ROUNDS,
       toolOutputMaxTokens: e.WEGENT_TOOL_OUTPUT_MAX_TOKENS,
       defaultContextWindow: e.WEGENT_DEFAULT_CONTEXT_WINDOW,
+      compactionTrigger: e.WEGENT_COMPACTION_TRIGGER,
+      compactionTarget: e.WEGENT_COMPACTION_TARGET,
       modelIdleTimeoutSeconds: e.WEGENT_MODEL_IDLE_TIMEOUT_SECONDS,
       turnTimeoutSeconds: e.WEGENT_TURN_TIMEOUT_SECONDS,
       fetch: { enabled: e.WEGENT_FETCH_ENABLED, denyHosts: e.WEGENT_FETCH_DENY_HOSTS ? e.WEGENT_FETCH_DENY_HOSTS.split(',').map((h) => h.trim()).filter(Boolean) : [], maxBytes: e.WEGENT_FETCH_MAX_BYTES },
@@ -167,5 +223,28 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerConcurrency: e.WEGENT_WORKER_CONCURRENCY,
     queueTimeoutSeconds: e.WEGENT_QUEUE_TIMEOUT_SECONDS,
     cancelTimeoutSeconds: e.WEGENT_CANCEL_TIMEOUT_SECONDS,
+    sandbox: {
+      driver: e.WEGENT_SANDBOX_DRIVER,
+      maxRunning: e.WEGENT_SANDBOX_MAX_RUNNING,
+      maxPerUser: e.WEGENT_SANDBOX_MAX_PER_USER,
+      queueTimeoutSeconds: e.WEGENT_SANDBOX_QUEUE_TIMEOUT_SECONDS,
+      warmPool: e.WEGENT_SANDBOX_WARM_POOL,
+      maxima: { memoryMB: e.WEGENT_SANDBOX_MAX_MEMORY_MB, cpus: e.WEGENT_SANDBOX_MAX_CPUS, pids: e.WEGENT_SANDBOX_MAX_PIDS, diskMB: e.WEGENT_SANDBOX_MAX_DISK_MB },
+      allowEgress: e.WEGENT_SANDBOX_ALLOW_EGRESS,
+      workspaceMode: e.WEGENT_SANDBOX_WORKSPACE_MODE,
+      workspaceRetentionHours: e.WEGENT_SANDBOX_WORKSPACE_RETENTION_HOURS,
+      runDir: path.resolve(e.WEGENT_SANDBOX_RUN_DIR ?? path.join(tmpdir(), `wegent-${process.getuid?.() ?? 0}`)),
+      portMin: e.WEGENT_SANDBOX_PORT_MIN,
+      portMax: e.WEGENT_SANDBOX_PORT_MAX,
+      publishHost: e.WEGENT_SANDBOX_PUBLISH_HOST,
+      allowWeakLimits: e.WEGENT_SANDBOX_ALLOW_WEAK_LIMITS,
+      reapUnlabelled: e.WEGENT_SANDBOX_REAP_UNLABELLED,
+      hostUid: e.WEGENT_SANDBOX_HOST_UID,
+      hostGid: e.WEGENT_SANDBOX_HOST_GID,
+      gitCloneDepth: e.WEGENT_GIT_CLONE_DEPTH,
+      gitAllowSsh: e.WEGENT_GIT_ALLOW_SSH,
+      claudeCliDir: e.WEGENT_CLAUDE_CLI_DIR,
+    },
+    responsesSyncTimeoutSeconds: e.WEGENT_RESPONSES_SYNC_TIMEOUT_SECONDS,
   };
 }

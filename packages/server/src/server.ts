@@ -23,6 +23,7 @@ import { recoverRuns, sweepRuns } from './tasks/recovery.js';
 import { streamKey } from './tasks/turn-recorder.js';
 import { ChatGateway } from './chat/gateway.js';
 import { ServerMetrics } from './metrics/metrics.js';
+import { SandboxService } from './sandboxes/service.js';
 
 export const VERSION = '0.1.0';
 
@@ -53,6 +54,11 @@ function startPurgeJob(ctx: AppContext): NodeJS.Timeout {
   return timer;
 }
 
+/** Gives every run's host the sandbox seam (`RunHost.acquireSandbox`, runtime.md §1). */
+function withSandboxes(sandboxes: SandboxService, run: ExecuteRun): ExecuteRun {
+  return (request, host, signal) => run(request, sandboxes.attach(host, request), signal);
+}
+
 /** Creates the logger with secret redaction (api.md §10). */
 export function createLogger(level: string): Logger {
   return pino({
@@ -74,6 +80,7 @@ export async function startServer(overrides: Partial<ServerConfig> & { executeRu
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   chmodSync(config.dataDir, 0o700);
   const storage = await openStorage(config.databaseUrl);
+  let startedSandboxes: SandboxService | undefined;
   try {
     await migrateToLatest(storage.db as never, storage.dialect);
     const encryptionKey = config.encryptionKey ?? loadOrCreateSecretFile(config.dataDir, 'encryption.key', 32);
@@ -102,6 +109,10 @@ export async function startServer(overrides: Partial<ServerConfig> & { executeRu
     const bus = new InProcessEventBus({ onHandlerError: (err) => log.error({ err }, 'event handler failed') });
     const cache = new MemoryCache();
     const queue = new StorageJobQueue(storage);
+    // Sandboxes: driver chosen and leftovers reaped before the server reports ready (sandbox.md §4.3, §13).
+    const sandboxes = new SandboxService(ctx, bus, log);
+    ctx.sandboxes = startedSandboxes = sandboxes;
+    await sandboxes.start();
     tasks.scheduler = {
       enqueue: async (trx, job) => void (await queue.enqueueIn(trx, job)),
       removeWaiting: async (jobId) => (await queue.remove(jobId)) === 'removed',
@@ -125,13 +136,14 @@ export async function startServer(overrides: Partial<ServerConfig> & { executeRu
       workerId: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
       capacity: config.workerConcurrency,
       maxRunningPerUser: config.maxRunningPerUser,
-      executeRun: overrides.executeRun ?? runThreads?.executeRun ?? (executeRun as ExecuteRun),
+      executeRun: withSandboxes(sandboxes, overrides.executeRun ?? runThreads?.executeRun ?? (executeRun as ExecuteRun)),
     });
     const sweeper = setInterval(() => void sweepRuns(ctx, queue, bus, { cancelTimeoutMs: config.cancelTimeoutSeconds * 1000, queueTimeoutMs: config.queueTimeoutSeconds * 1000 }).catch((err) => log.warn({ err }, 'sweep failed')), 2000);
     sweeper.unref();
     const app = await buildApp(ctx);
     const gateway = new ChatGateway(ctx, app.server, bus, cache);
-    tasks.notifier = gateway;
+    // A deleted task's sandbox ends at once (sandbox.md §13, TASK_DELETED).
+    tasks.notifier = { emit: (e) => { gateway.emit(e); if (e.name === 'task:deleted' && e.taskId) void sandboxes.onTaskDeleted(e.taskId).catch((err) => log.warn({ err }, 'ending a deleted task\'s sandbox failed')); } };
     await gateway.start();
     await worker.start();
     ctx.runtime = { bus, cache, queue, worker, gateway };
@@ -140,6 +152,7 @@ export async function startServer(overrides: Partial<ServerConfig> & { executeRu
       clearInterval(purge);
       clearInterval(sweeper);
       await worker.stop(config.shutdownGraceSeconds * 1000);
+      await sandboxes.close();
       await runThreads?.close();
       await gateway.close();
     });
@@ -163,6 +176,7 @@ export async function startServer(overrides: Partial<ServerConfig> & { executeRu
       },
     };
   } catch (e) {
+    await startedSandboxes?.close().catch(() => undefined);
     await storage.close();
     throw e;
   }

@@ -16,19 +16,33 @@ export interface HistoryViewer {
  * Empty texts and non-answer purposes are left out; tool calls and reasoning are never replayed.
  */
 export function historyMessages(history: readonly HistoryMessage[], viewer: HistoryViewer): ModelMessage[] {
-  const summaries: ModelMessage[] = [];
-  const rest: ModelMessage[] = [];
+  return historyEntries(history, viewer).map((e) => e.message);
+}
+
+/** One history message as the model sees it, with where it came from (for compaction, runtime.md §10.4). */
+export interface HistoryEntry {
+  message: ModelMessage;
+  /** The stored message's seq, when the server gave it. */
+  seq?: number;
+  /** The checkpoint summary, and the last seq it covers. */
+  checkpoint?: { coversUpToSeq: number | undefined };
+}
+
+/** {@link historyMessages} with each message's origin. */
+export function historyEntries(history: readonly HistoryMessage[], viewer: HistoryViewer): HistoryEntry[] {
+  const summaries: HistoryEntry[] = [];
+  const rest: HistoryEntry[] = [];
   for (const message of history) {
     if (message.text === '') continue;
     if (message.role === 'summary') {
-      summaries.push({ role: 'user', content: `Summary of the earlier conversation:\n${message.text}` });
+      summaries.push({ message: { role: 'user', content: `Summary of the earlier conversation:\n${message.text}` }, checkpoint: { coversUpToSeq: message.coversUpToSeq } });
     } else if (message.role === 'user') {
-      rest.push({ role: 'user', content: message.text });
+      rest.push({ message: { role: 'user', content: message.text }, seq: message.seq });
     } else {
       if (message.purpose && !ANSWER_BEARING.has(message.purpose)) continue;
       const own = message.imported || (message.botUid === viewer.botUid && message.memberIndex === viewer.memberIndex);
       const label = own || message.memberName === undefined ? '' : `[${message.memberName}] `;
-      rest.push({ role: 'assistant', content: label + message.text });
+      rest.push({ message: { role: 'assistant', content: label + message.text }, seq: message.seq });
     }
   }
   return [...summaries, ...rest];

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { historyMessages } from './history.js';
 import { leaderIndex, memberNames } from './member-names.js';
+import { discussionMessage, memberLine, resultsMessage } from './mode-prompts.js';
 import { assembleSystemPrompt } from './system-prompt.js';
 import { cutChars, oneLine } from './text-forms.js';
 
@@ -77,5 +78,18 @@ describe('text forms (runtime.md §4.4)', () => {
 
   it('makes the one-line form', () => {
     expect(oneLine('  a \n\t b  ')).toBe('a b');
+  });
+});
+
+describe('mode texts (runtime.md §9)', () => {
+  it('writes a member line with the one-line role, else member, and the description, else the first 300 characters of the prompt', () => {
+    expect(memberLine({ name: 'A', role: ' senior\n dev ', ghostDescription: ' Knows\tTS. ' })).toBe('- A — role: senior dev; Knows TS.');
+    expect(memberLine({ name: 'B', prompt: `${'😀'.repeat(299)}xyz` })).toBe(`- B — role: member; ${'😀'.repeat(299)}x`);
+    expect(memberLine({ name: 'C', role: '  ', prompt: ' \n ' })).toBe('- C — role: member');
+  });
+
+  it('shows an empty inserted text as (empty) and trims the others', () => {
+    expect(resultsMessage([{ member: 'W', request: 'a\nb', text: ' \n ' }, { member: 'X', request: 'c', code: 'USER_CANCELLED' }])).toBe('Results from your team:\n\n### W — a b\n(empty)\n\n### X — c\n(no result: USER_CANCELLED)');
+    expect(discussionMessage([{ name: 'A', text: '\n hi \n' }, { name: 'B', code: 'MODEL_TIMEOUT' }])).toBe('Discussion so far:\n\n**A:** hi\n\n**B:** (no contribution: MODEL_TIMEOUT)');
   });
 });

@@ -30,8 +30,21 @@ export function assembleSystemPrompt(parts: SystemPromptParts): string {
     parts.sandboxNote,
     `Current date: ${parts.now.toISOString().slice(0, 10)} (UTC).`,
   ];
-  return ordered
+  return joinPromptParts(ordered);
+}
+
+/** The §4.1 join: each part loses its trailing whitespace, empty parts are left out, the rest joined with a blank line. */
+export function joinPromptParts(parts: ReadonlyArray<string | undefined>): string {
+  return parts
     .map((part) => (part ?? '').trimEnd())
     .filter((part) => part !== '')
     .join('\n\n');
+}
+
+/**
+ * The system prompt of a structured-output call (runtime.md §9 step 1): the leader's Ghost prompt, member
+ * prompt and run instructions, then the decision text; nothing else.
+ */
+export function structuredSystemPrompt(parts: { ghostSystemPrompt: string; memberPrompt?: string; instructions?: string; decisionText: string }): string {
+  return joinPromptParts([parts.ghostSystemPrompt, parts.memberPrompt, parts.instructions, parts.decisionText]);
 }

@@ -363,7 +363,8 @@ describe('model errors', () => {
   it('maps 404, context length and other 4xx answers, quoting the provider without secrets', async () => {
     fake.script([
       { steps: [{ error: { status: 404 } }] },
-      { steps: [{ error: { status: 400, code: 'context_length_exceeded' } }] },
+      // A context overflow is retried once after compaction (runtime.md §10.6): the second one fails the turn.
+      { steps: [{ error: { status: 400, code: 'context_length_exceeded' } }], times: 2 },
       { steps: [{ error: { status: 400, message: 'Bad header sk-test-secret-key for acme-org' } }] },
     ]);
     const codes = [];

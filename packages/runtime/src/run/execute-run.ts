@@ -1,4 +1,8 @@
 import type { CancelReason } from '@wegent/core';
+import { runCollaborate } from '../modes/collaborate.js';
+import { runCoordinate } from '../modes/coordinate.js';
+import { runPipeline } from '../modes/pipeline.js';
+import { runRoute } from '../modes/route.js';
 import { runSolo } from '../modes/solo.js';
 import type { HostResolver } from '../network/address-policy.js';
 import { leaderIndex, memberNames } from '../prompt/member-names.js';
@@ -33,9 +37,20 @@ export async function executeRun(request: RunRequest, host: RunHost, signal: Abo
       case 'solo':
         outcome = await runSolo(ctx, leader);
         break;
+      case 'pipeline':
+        outcome = await runPipeline(ctx);
+        break;
+      case 'route':
+        outcome = await runRoute(ctx, leader);
+        break;
+      case 'coordinate':
+        outcome = await runCoordinate(ctx, leader);
+        break;
+      case 'collaborate':
+        outcome = await runCollaborate(ctx, leader);
+        break;
       default:
-        // The other collaboration modes arrive in a later step; until then the leader answers alone, visibly so.
-        outcome = await runSolo(ctx, leader, [`Collaboration mode '${request.mode}' is not available yet; only the leader answered.`]);
+        outcome = { status: 'failed', error: { code: 'INTERNAL', message: `unknown collaboration mode '${String(request.mode)}'` } };
         break;
     }
   } catch (err) {
@@ -43,6 +58,7 @@ export async function executeRun(request: RunRequest, host: RunHost, signal: Abo
   }
   try {
     if (outcome.status === 'completed') await sink.run({ type: 'run.done' });
+    else if (outcome.status === 'paused') await sink.run({ type: 'run.paused', stage: outcome.pausedAt!.stage, turnId: outcome.pausedAt!.turnId });
     else if (outcome.status === 'cancelled') await sink.run({ type: 'run.cancelled', reason: cancelReasonOf(signal) as CancelReason });
     else if (outcome.status === 'failed') await sink.run({ type: 'run.failed', code: outcome.error!.code, message: outcome.error!.message });
   } catch {

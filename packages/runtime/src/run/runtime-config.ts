@@ -1,3 +1,4 @@
+import { DEFAULT_COMPACTION_TARGET, DEFAULT_COMPACTION_TRIGGER } from '../context/compaction.js';
 import { DEFAULT_CONTEXT_WINDOW } from '../context/token-budget.js';
 import { DEFAULT_TOOL_OUTPUT_MAX_TOKENS } from '../context/tool-output-cap.js';
 import { WEB_FETCH_DEFAULT_MAX_BYTES } from '../tools/web-fetch.js';
@@ -9,6 +10,8 @@ export interface ResolvedRuntimeConfig {
   maxToolsPerTurn: number;
   toolOutputMaxTokens: number;
   defaultContextWindow: number;
+  compactionTrigger: number;
+  compactionTarget: number;
   modelIdleTimeoutMs: number;
   turnTimeoutMs: number;
   privateHostsAllow: string[];
@@ -31,6 +34,8 @@ export function resolveRuntimeConfig(config: RuntimeConfig = {}): ResolvedRuntim
     maxToolsPerTurn: config.maxToolsPerTurn ?? 128,
     toolOutputMaxTokens: config.toolOutputMaxTokens ?? DEFAULT_TOOL_OUTPUT_MAX_TOKENS,
     defaultContextWindow: config.defaultContextWindow ?? DEFAULT_CONTEXT_WINDOW,
+    compactionTrigger: config.compactionTrigger ?? DEFAULT_COMPACTION_TRIGGER,
+    compactionTarget: config.compactionTarget ?? DEFAULT_COMPACTION_TARGET,
     modelIdleTimeoutMs: (config.modelIdleTimeoutSeconds ?? 120) * 1000,
     turnTimeoutMs: (config.turnTimeoutSeconds ?? 1800) * 1000,
     privateHostsAllow: [...(config.network?.privateHostsAllow ?? [])],

@@ -66,7 +66,7 @@ export async function runToolRound(calls: readonly RequestedToolCall[], options:
     if (!tool) result = { ok: false, error: `unknown tool ${call.toolName}` };
     else {
       const checked = validate(tool, call.input);
-      result = checked.ok ? await execute(tool, checked.value, options.signal, runAbort) : checked;
+      result = checked.ok ? await execute(tool, checked.value, options.signal, runAbort, (delta) => void options.emit({ type: 'tool.output', blockId, delta })) : checked;
     }
     const status = result === 'cancelled' ? 'cancelled' : result.ok ? 'completed' : 'failed';
     const fullText = result === 'cancelled' ? JSON.stringify({ error: 'cancelled' }) : toolResultText(result);
@@ -101,7 +101,7 @@ export async function runToolRound(calls: readonly RequestedToolCall[], options:
   return outcomes.filter((o): o is ToolCallOutcome => o !== undefined);
 }
 
-async function execute(tool: RuntimeTool, input: unknown, runSignal: AbortSignal, runAbort: Promise<'aborted'>): Promise<{ ok: true; value: unknown } | { ok: false; error: string } | 'cancelled'> {
+async function execute(tool: RuntimeTool, input: unknown, runSignal: AbortSignal, runAbort: Promise<'aborted'>, output: (delta: string) => void): Promise<{ ok: true; value: unknown } | { ok: false; error: string } | 'cancelled'> {
   const controller = new AbortController();
   const onAbort = () => controller.abort();
   runSignal.addEventListener('abort', onAbort, { once: true });
@@ -112,7 +112,7 @@ async function execute(tool: RuntimeTool, input: unknown, runSignal: AbortSignal
   }, tool.timeoutMs);
   const timeoutPromise = new Promise<'timeout'>((resolve) => controller.signal.addEventListener('abort', () => timedOut && resolve('timeout'), { once: true }));
   try {
-    const run = tool.execute(input, { signal: controller.signal }).then(
+    const run = tool.execute(input, { signal: controller.signal, output }).then(
       (value) => ({ ok: true as const, value }),
       (err: unknown) => {
         if (err instanceof ToolError) return { ok: false as const, error: err.message };

@@ -1,6 +1,8 @@
 import type { CancelReason, FinishReason } from '@wegent/core';
 import { jsonSchema, tool, type LanguageModel, type ModelMessage, type ProviderMetadata, type ToolSet } from 'ai';
-import { contextBudget, estimatePrompt, estimateTokens, TokenEstimator, type OfferedToolShape } from '../context/token-budget.js';
+import { ContextGuard, type EarlierMessages } from '../context/compaction.js';
+import { summariseForCompaction } from '../context/summarise.js';
+import { contextBudget, estimateTokens, TokenEstimator, type OfferedToolShape } from '../context/token-budget.js';
 import { callModel, type ModelCallRequest, type ModelCallResult } from '../models/model-call.js';
 import { mapModelError, turnError, type TurnError } from '../models/model-errors.js';
 import { createLanguageModel, UnsupportedProtocolError } from '../models/providers.js';
@@ -30,6 +32,16 @@ export interface MemberTurnInput {
   /** The run's signal (cancel). */
   signal: AbortSignal;
   resolver?: HostResolver;
+  /** A turn-ending condition outside the model call (the turn's sandbox failed, runtime.md §15). */
+  halt?: () => TurnError | undefined;
+  /** The history part at the start of `messages`, which compaction may summarise (runtime.md §10.4). */
+  earlier?: EarlierMessages;
+  /** The run's user message (CONTEXT_TOO_LONG breakdown). */
+  userMessage?: string;
+  /** Persists a compaction checkpoint (`host.saveCompaction`). */
+  saveCompaction?: (summary: string, coversUpToSeq: number) => void | Promise<void>;
+  /** The host's clock, for block times. */
+  now?: () => Date;
 }
 
 export type MemberTurnResult =
@@ -104,6 +116,8 @@ export async function runMemberTurn(input: MemberTurnInput): Promise<MemberTurnR
     if (turnTimeout.signal.aborted) {
       return { status: 'failed', error: turnError('TURN_TIMEOUT', `The turn took longer than ${Math.round(config.turnTimeoutMs / 1000)} s and was stopped.`), text: text.text };
     }
+    const halted = input.halt?.();
+    if (halted) return { status: 'failed', error: halted, text: text.text };
     return null;
   };
 
@@ -130,13 +144,30 @@ export async function runMemberTurn(input: MemberTurnInput): Promise<MemberTurnR
     const outputLimitBytes = 3 * config.toolOutputMaxTokens;
     const providerOptions = reasoningOptions(model);
 
-    const startMessages = input.messages;
+    const startMessages = [...input.messages];
     const messages: ModelMessage[] = [...startMessages];
+    const guard = new ContextGuard({
+      system: input.system,
+      budget,
+      window,
+      estimator,
+      trigger: config.compactionTrigger,
+      target: config.compactionTarget,
+      earlier: input.earlier,
+      userMessage: input.userMessage,
+      modelName: model.resource.name,
+      summarise: (summaryInput) => summariseForCompaction({ model, languageModel, input: summaryInput, config, signal, reporter }),
+      save: input.saveCompaction,
+      emit: (event) => reporter.emit(event),
+      now: input.now ?? (() => new Date()),
+    });
     const toolLog: Array<{ name: string; args: string; result: string }> = [];
     let rounds = 0;
     let cutOffs = 0;
     let retryNote = false;
     let blockCounter = 0;
+    let overflowRetried = false;
+    let overflowRetry = false;
 
     for (;;) {
       const halt = stopped();
@@ -154,9 +185,14 @@ export async function runMemberTurn(input: MemberTurnInput): Promise<MemberTurnR
       }
       retryNote = false;
 
-      // Context guard (runtime.md §10): the meter before every call; compaction arrives with §10.4.
-      const rawEstimate = estimatePrompt(input.system, callMessages, offerTools ? offeredShapes : []);
-      await reporter.emit({ type: 'context.updated', usedTokens: estimator.scale(rawEstimate), budgetTokens: budget, contextWindow: window, compacted: false });
+      // Context guard (runtime.md §10): compaction or truncation when needed, then the meter.
+      const guarded = await guard.beforeCall(callMessages, offerTools ? offeredShapes : [], [startMessages, messages], { overflow: overflowRetry });
+      overflowRetry = false;
+      if (!guarded.ok) return await end({ status: 'failed', error: guarded.error, text: text.text });
+      callMessages = guarded.messages;
+      const rawEstimate = guarded.rawEstimate;
+      const halt1 = stopped();
+      if (halt1) return await end(halt1);
 
       let callText = '';
       const result: ModelCallResult = await callModel({
@@ -208,6 +244,12 @@ export async function runMemberTurn(input: MemberTurnInput): Promise<MemberTurnR
                 : `Model '${model.resource.name}' (namespace ${model.resource.namespace}) sent nothing for ${Math.round(config.modelIdleTimeoutMs / 1000)} s.`,
             )
           : mapModelError(result, model);
+        // A provider's "context length exceeded": compact once more towards 50 % and retry the call once (runtime.md §10.6).
+        if (error.code === 'CONTEXT_TOO_LONG' && !overflowRetried && !produced) {
+          overflowRetried = true;
+          overflowRetry = true;
+          continue;
+        }
         return await end({ status: 'failed', error, text: text.text });
       }
 

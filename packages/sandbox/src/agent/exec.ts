@@ -38,7 +38,7 @@ function signalGroup(pgid: number, sig: NodeJS.Signals): void {
 }
 
 /** SIGTERM to the group, SIGKILL 1 s later; resolves when the group is gone (or after 3 s). */
-function killGroup(pgid: number): Promise<void> {
+export function killGroup(pgid: number): Promise<void> {
   signalGroup(pgid, 'SIGTERM');
   const started = Date.now();
   return new Promise((resolve) => {

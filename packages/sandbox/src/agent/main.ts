@@ -5,13 +5,17 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { rmSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { killAll, killExec, runExec, validateExec } from './exec.js';
 import { AgentError, listFilesEndpoint, readFileEndpoint, writeFileEndpoint, type FileRoots } from './files.js';
+import { startGatewayForwarder } from './gateway-forwarder.js';
+import { startStdio, stdioStatus, stopAllStdio, stopStdio } from './stdio.js';
 
-const VERSION = '0.2.0';
+const VERSION = '0.3.0';
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 const started = Date.now();
 const socketPath = process.env.WEGENT_AGENT_SOCKET ?? '/run/wegent/agent.sock';
+const runDir = dirname(socketPath);
 const roots: FileRoots = { base: '/workspace', allowed: ['/workspace', '/tmp'] };
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -55,6 +59,8 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
     sendJson(res, 200, { ok: true, version: VERSION, uptimeMs: Date.now() - started });
     return;
   }
+  const mcpStatus = /^\/v1\/mcp\/([^/]{1,100})$/.exec(url);
+  if (req.method === 'GET' && mcpStatus) { sendJson(res, 200, stdioStatus(decodeURIComponent(mcpStatus[1] as string))); return; }
   if (req.method === 'POST') {
     if (url === '/v1/exec') {
       const body = await readBody(req);
@@ -70,6 +76,14 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
       sendJson(res, 200, { ok: true, found });
       return;
     }
+    const mcp = /^\/v1\/mcp\/([^/]{1,100})\/(start|stop)$/.exec(url);
+    if (mcp) {
+      const name = decodeURIComponent(mcp[1] as string);
+      const body = await readBody(req);
+      if (mcp[2] === 'start') sendJson(res, 200, await startStdio(name, body, runDir));
+      else sendJson(res, 200, { ok: true, found: await stopStdio(name) });
+      return;
+    }
     const files: Record<string, (b: Record<string, unknown>, r: FileRoots) => Promise<unknown>> = {
       '/v1/files/read': readFileEndpoint, '/v1/files/write': writeFileEndpoint, '/v1/files/list': listFilesEndpoint,
     };
@@ -83,10 +97,11 @@ const server = createServer((req, res) => { handle(req, res).catch((err: unknown
 server.keepAliveTimeout = 5000;
 
 rmSync(socketPath, { force: true });
+startGatewayForwarder(process.env.WEGENT_GATEWAY_SOCKET ?? `${runDir}/gateway.sock`);
 server.listen(socketPath, () => { process.stderr.write(`wegent agent ${VERSION} listening on ${socketPath}\n`); });
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {
   process.on(sig, () => {
     server.close();
-    void killAll().finally(() => { rmSync(socketPath, { force: true }); process.exit(0); });
+    void Promise.all([killAll(), stopAllStdio()]).finally(() => { rmSync(socketPath, { force: true }); process.exit(0); });
   });
 }

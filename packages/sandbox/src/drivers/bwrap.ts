@@ -8,11 +8,11 @@ import { closeSync, openSync } from 'node:fs';
 import { chown, mkdir, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { baseEnvironment, chargedMemoryBytes } from '../limits.js';
 import { EventChannel } from '../event-channel.js';
 import type { DriverEvent, DriverHandle, DriverInspect, DriverProbe, SandboxDriver, SandboxSpec } from '../types.js';
 import { SandboxError } from '../types.js';
+import { waitForAgentSocket } from './agent-socket.js';
 import {
   cgroupCpuNs, cgroupPids, createSandboxCgroup, detectCgroupLayout, killCgroup, listSandboxCgroups,
   oomKillCount, procsFiles, removeSandboxCgroup, type CgroupLayout, type SandboxCgroup,
@@ -154,20 +154,32 @@ export class BwrapDriver implements SandboxDriver {
     // Options travel through fd 3 (--args), so the host paths are not in the sandbox's /proc/1/cmdline.
     const argsData = Buffer.from(this.bwrapArgs(spec).map((a) => `${a}\0`).join(''));
     const drop = this.isRoot ? ['setpriv', '--reuid', String(this.hostUid), '--regid', String(this.hostGid), '--clear-groups'] : [];
-    const limits = ['prlimit', `--nofile=${spec.limits.nofile}:${spec.limits.nofile}`, '--core=0:0', '--'];
-    const joinCgroup = 'for f in $WEGENT_CG; do echo $$ > "$f" || exit 125; done; unset WEGENT_CG; exec "$@"';
+    // The launcher shell sets the rlimits with its `ulimit` built-in (soft and hard; one exec fewer than
+    // prlimit), joins the cgroup, reports that on fd 4 and closes it, then becomes setpriv → bwrap.
+    const launcher = `ulimit -n ${spec.limits.nofile} && ulimit -c 0 || exit 125; for f in $WEGENT_CG; do echo $$ > "$f" || exit 125; done; unset WEGENT_CG; echo joined >&4; exec 4>&-; exec "$@"`;
     const out = openSync(join(this.opts.stateDir, `${spec.id}.out`), 'a', 0o600);
     const err = openSync(join(this.opts.stateDir, `${spec.id}.err`), 'a', 0o600);
-    const child = spawn('/bin/sh', ['-c', joinCgroup, 'sh', ...drop, ...limits, this.opts.bwrapPath ?? 'bwrap', '--args', '3', '--', ...command], {
+    const child = spawn('/bin/sh', ['-c', launcher, 'sh', ...drop, this.opts.bwrapPath ?? 'bwrap', '--args', '3', '--', ...command], {
       cwd: '/',
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', WEGENT_CG: state.cgroup ? procsFiles(state.cgroup).join(' ') : '' },
-      stdio: ['ignore', out, err, 'pipe'],
+      stdio: ['ignore', out, err, 'pipe', 'pipe'],
       detached: true,
     });
     closeSync(out); closeSync(err);
     const argsPipe = child.stdio[3] as NodeJS.WritableStream;
     argsPipe.on('error', () => undefined);
     argsPipe.end(argsData);
+    // Until the launcher has joined the cgroup, a kill through the cgroup would miss it: wait for its word
+    // (or for fd 4 to close, which also happens when it failed and exited).
+    const joined = new Promise<void>((resolve) => {
+      const notify = child.stdio[4] as NodeJS.ReadableStream | null;
+      if (!notify) { resolve(); return; }
+      notify.on('error', () => resolve());
+      notify.on('data', () => resolve());
+      notify.on('end', () => resolve());
+      notify.on('close', () => resolve());
+      notify.resume();
+    });
     live.child = child;
     live.exited = new Promise<void>((resolve) => {
       child.on('exit', (code, signal) => {
@@ -180,11 +192,10 @@ export class BwrapDriver implements SandboxDriver {
       child.once('error', (e) => reject(new SandboxError('DRIVER_ERROR', `could not start bwrap: ${e.message}`)));
     });
     state.pid = child.pid;
-    await writeFile(this.statePath(spec.id), JSON.stringify(state));
-    // Until the launcher has joined the cgroup, a kill through the cgroup would miss it.
-    if (state.cgroup) {
-      for (let i = 0; i < 400 && live.exit === undefined && !(await cgroupPids(state.cgroup)).includes(child.pid as number); i++) await sleep(5);
-    }
+    // The agent's socket is awaited while the state file is written; the cgroup join comes first.
+    const socket = spec.command === undefined ? waitForAgentSocket(spec.runDir, { exited: live.exited }) : undefined;
+    await Promise.all([writeFile(this.statePath(spec.id), JSON.stringify(state)), joined]);
+    await socket;
   }
 
   private async reportExit(h: DriverHandle, exitCode: number): Promise<void> {

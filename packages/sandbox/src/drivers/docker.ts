@@ -8,6 +8,7 @@ import Docker from 'dockerode';
 import { baseEnvironment, chargedMemoryBytes } from '../limits.js';
 import type { DriverEvent, DriverHandle, DriverInspect, DriverProbe, SandboxDriver, SandboxSpec } from '../types.js';
 import { SandboxError } from '../types.js';
+import { waitForAgentSocket } from './agent-socket.js';
 
 const LOG_TAIL_LINES = 2000;
 
@@ -17,6 +18,10 @@ export interface DockerDriverOptions {
   hostId: string;
   /** The executor image used when a spec names none. */
   defaultImage: string;
+}
+
+function imageMissing(image: string): SandboxError {
+  return new SandboxError('IMAGE_MISSING', `image '${image}' is not present on this host; images are never pulled — build the executor image with \`npm run sandbox:image\``);
 }
 
 function isNotFound(err: unknown): boolean {
@@ -41,6 +46,8 @@ function demux(buf: Buffer): { stdout: string; stderr: string } {
 export class DockerDriver implements SandboxDriver {
   readonly name = 'docker' as const;
   readonly docker: Docker;
+  /** Run folders of created, not yet started agent sandboxes, by container id. */
+  private readonly agentRunDirs = new Map<string, string>();
 
   constructor(private readonly opts: DockerDriverOptions) {
     this.docker = opts.docker ?? new Docker();
@@ -58,12 +65,6 @@ export class DockerDriver implements SandboxDriver {
 
   async create(spec: SandboxSpec): Promise<DriverHandle> {
     const image = spec.image ?? this.opts.defaultImage;
-    try {
-      await this.docker.getImage(image).inspect();
-    } catch (err) {
-      if (isNotFound(err)) throw new SandboxError('IMAGE_MISSING', `image '${image}' is not present on this host; images are never pulled — build the executor image with \`npm run sandbox:image\``);
-      throw new SandboxError('DRIVER_ERROR', `docker: ${(err as Error).message}`);
-    }
     if (spec.network === 'egress') throw new SandboxError('DRIVER_ERROR', 'network egress is not available in this build');
     if (spec.workspaceMode === 'dir') await chown(spec.workspaceDir, 1000, 1000);
     await chown(spec.runDir, 1000, 1000);
@@ -106,14 +107,22 @@ export class DockerDriver implements SandboxDriver {
           AutoRemove: false,
         },
       });
+      // A sandbox whose main process is the agent is started once its socket is there (agent-socket.ts).
+      if (spec.command === undefined) this.agentRunDirs.set(c.id, spec.runDir);
       return { driver: 'docker', sandboxId: spec.id, ref: c.id, labels: spec.labels };
     } catch (err) {
+      // The create call is the image check too (one round trip fewer per start): the Engine never pulls
+      // on create and answers 404 "No such image" when the image is not on this host.
+      if (isNotFound(err) && /no such image/i.test((err as Error).message)) throw imageMissing(image);
       throw new SandboxError('DRIVER_ERROR', `docker: could not create the container: ${(err as Error).message}`);
     }
   }
 
   async start(h: DriverHandle): Promise<void> {
+    const runDir = this.agentRunDirs.get(h.ref);
+    this.agentRunDirs.delete(h.ref);
     await this.docker.getContainer(h.ref).start();
+    if (runDir) await waitForAgentSocket(runDir, { stillRunning: async () => (await this.inspect(h)).running });
   }
 
   async inspect(h: DriverHandle): Promise<DriverInspect> {
@@ -144,6 +153,7 @@ export class DockerDriver implements SandboxDriver {
   }
 
   async remove(h: DriverHandle): Promise<void> {
+    this.agentRunDirs.delete(h.ref);
     try {
       await this.docker.getContainer(h.ref).remove({ force: true, v: true });
     } catch (err) {

@@ -127,7 +127,8 @@ describe('SandboxPool (bwrap driver)', () => {
     const pids = await crashed.hostPids(rec.id);
     expect(pids.length).toBeGreaterThan(0);
     // A new instance with the same storage and state folder, as after a restart.
-    const fresh = makePool({ records, instanceId: 'new' });
+    // Other test files run bwrap sandboxes on this host meanwhile: only labelled ones are reaped here.
+    const fresh = makePool({ records, instanceId: 'new', reapUnlabelled: false });
     const reaped = await fresh.reapOrphans();
     expect(reaped.removed).toContain(rec.id);
     expect(reaped.records).toContain(rec.id);

@@ -43,7 +43,7 @@ export async function registerHealthRoutes(app: App, ctx: AppContext): Promise<v
     async (_req, reply) => {
       if (!cached || Date.now() - cached.at > 2000) {
         const storage = (await pingStorage(ctx)) ? 'ok' : 'failed';
-        cached = { at: Date.now(), checks: { storage, redis: 'disabled', queue: 'ok', sandbox: 'disabled' } };
+        cached = { at: Date.now(), checks: { storage, redis: 'disabled', queue: 'ok', sandbox: ctx.sandboxes?.readiness ?? 'disabled' } };
       }
       const { checks } = cached;
       if (checks.storage !== 'ok' || ctx.draining) {

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestServer, type TestServer, type TestResponse } from '../testing/server.js';
+import { zip } from '../testing/zip.js';
+import { sandboxRecord } from '../sandboxes/fixtures.js';
 
 /**
  * Walks every route of the OpenAPI document as anonymous, another user, the owner and an admin
@@ -11,6 +13,8 @@ let bob: { id: string; token: string; password: string };
 let aliceKeyId: string;
 let aliceTask: { id: string; messageId: string };
 let ghostUid: string;
+let aliceResponseId: string;
+let aliceSandboxId: string;
 const MARKER = 'alice-private-marker-7f3a';
 const ANON = [/^\/healthz$/, /^\/readyz$/, /^\/metrics$/, /^\/api\/openapi\.json$/, /^\/api\/docs/, /^\/api\/v1\/setup$/, /^\/api\/v1\/auth\/(login|register)$/];
 const LAST = /\/auth\/(logout|refresh|me\/password)$/;
@@ -24,7 +28,7 @@ function fill(path: string): string {
     .replace('{ns}', 'default')
     .replace('{plural}', 'ghosts')
     .replace('{name}', 'mx-ghost')
-    .replace('{id}', path.includes('api-keys') ? aliceKeyId : path.startsWith('/api/v1/tasks/') ? aliceTask.id : alice.id)
+    .replace('{id}', path.includes('api-keys') ? aliceKeyId : path.startsWith('/api/v1/tasks/') ? aliceTask.id : path.startsWith('/api/v1/responses/') ? aliceResponseId : path.startsWith('/api/v1/models/') ? 'default%23wegent-chat' : path.startsWith('/api/v1/sandboxes/') ? aliceSandboxId : alice.id)
     .replace('{messageId}', aliceTask.messageId)
     .replace(/\{[^}]+\}/g, 'x')
     .replace(/\*$/, '');
@@ -44,12 +48,23 @@ beforeAll(async () => {
   const ghost = await server.request('POST', '/api/v1/namespaces/default/ghosts', { token: alice.token, body: { metadata: { name: 'mx-ghost' }, spec: { systemPrompt: MARKER } } });
   expect(ghost.status).toBe(201);
   ghostUid = ghost.body.metadata.uid;
+  // A skill package of the same name, so that the package routes have an object of the owner's.
+  const skillMd = `---\ndescription: ${MARKER}\n---\n${MARKER}\n`;
+  const skill = await fetch(`${server.url}/api/v1/namespaces/default/skills/mx-ghost/package`, { method: 'PUT', headers: { authorization: `Bearer ${alice.token}`, 'content-type': 'application/zip' }, body: zip([{ name: 'SKILL.md', data: skillMd }]) });
+  expect(skill.status).toBe(201);
   const key = await server.request('POST', '/api/v1/auth/api-keys', { token: alice.token, body: { name: 'mx-key' } });
   expect(key.status).toBe(201);
   aliceKeyId = key.body.id;
   const task = await server.request('POST', '/api/v1/tasks', { token: alice.token, body: { team: 'wegent-chat', message: MARKER } });
   expect(task.status).toBe(201);
   aliceTask = { id: task.body.task.metadata.uid, messageId: task.body.messageId };
+  // A second task for the Responses routes, whose DELETE removes the task of the response.
+  const second = await server.request('POST', '/api/v1/tasks', { token: alice.token, body: { team: 'wegent-chat', message: MARKER } });
+  aliceResponseId = `resp_${second.body.runId}`;
+  // A sandbox record of alice's task, so that the sandbox routes have an object of the owner's.
+  const sandbox = sandboxRecord({ ownerId: alice.id, taskId: aliceTask.id });
+  await server.ctx.sandboxes!.store.insert(sandbox);
+  aliceSandboxId = sandbox.id;
   const doc = (await server.request('GET', '/api/openapi.json')).body;
   routes = [];
   for (const [p, methods] of Object.entries(doc.paths as Record<string, Record<string, unknown>>)) {
@@ -78,6 +93,8 @@ afterAll(async () => server?.stop());
 
 const isAnon = (p: string) => ANON.some((re) => re.test(p));
 const isAdminRoute = (p: string) => p.startsWith('/api/v1/admin/');
+/** A package upload creates or replaces the caller's own Skill: there is no owner's object to hide. */
+const isUpsert = (r: { method: string; path: string }) => r.method === 'PUT' && r.path.endsWith('/package');
 
 describe('authorization matrix', () => {
   it('walks every route of the OpenAPI document for each of the four callers', () => {
@@ -106,14 +123,14 @@ describe('authorization matrix', () => {
       expect(r.res.text, `${r.method} ${r.url}`).not.toContain(aliceKeyId);
       expect(r.res.text, `${r.method} ${r.url}`).not.toContain(aliceTask.id);
       expect(r.res.status, `${r.method} ${r.url}`).toBeLessThan(500);
-      if (r.path.includes('{name}') || r.path.includes('api-keys/{id}') || r.path.startsWith('/api/v1/tasks/{id}')) expect([403, 404], `${r.method} ${r.url}`).toContain(r.res.status);
+      if ((r.path.includes('{name}') && !isUpsert(r)) || r.path.includes('api-keys/{id}') || r.path.startsWith('/api/v1/tasks/{id}') || r.path.startsWith('/api/v1/sandboxes/{id}')) expect([403, 404], `${r.method} ${r.url}`).toContain(r.res.status);
     }
   });
 
   it('treats the owner’s objects as nonexistent for an admin on the canonical routes', () => {
     for (const r of results.filter((x) => x.caller === 'admin' && !isAdminRoute(x.path))) {
       expect(r.res.text, `${r.method} ${r.url}`).not.toContain(MARKER);
-      if (r.path.includes('{name}') || r.path.includes('api-keys/{id}') || r.path.startsWith('/api/v1/tasks/{id}')) expect(r.res.status, `${r.method} ${r.url}`).toBe(404);
+      if ((r.path.includes('{name}') && !isUpsert(r)) || r.path.includes('api-keys/{id}') || r.path.startsWith('/api/v1/tasks/{id}')) expect(r.res.status, `${r.method} ${r.url}`).toBe(404);
     }
   });
 

@@ -84,7 +84,7 @@ function warnText(w: string): string {
   return w.replace(/["\\]/g, '\\$&').replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-function setWarnings(reply: FastifyReply, warnings: string[]): void {
+export function setWarnings(reply: FastifyReply, warnings: string[]): void {
   if (warnings.length) reply.header('Warning', warnings.map((w) => `299 - "${warnText(w)}"`));
 }
 

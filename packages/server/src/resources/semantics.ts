@@ -198,6 +198,8 @@ export function checkKind(kind: KindName, spec: Obj, resolved: Resolved, generat
     }
     case 'Skill':
       status.package = false;
+      // The package facts belong to the package upload (skills/service.ts); a write of the spec keeps them.
+      for (const k of ['package', 'fileSize', 'fileHash', 'fileCount']) if (opts.existingStatus?.[k] !== undefined) status[k] = opts.existingStatus[k];
       if (spec.bindShells === undefined) warnings.push('bindShells not set; defaulting to Chat, Code, ClaudeCode');
       break;
     case 'Workspace': {

@@ -68,6 +68,12 @@ export interface WriteOptions {
   /** For replace: the name in the path. */
   pathName?: string;
   /** Apply as seed data: reserved labels allowed (system actor). */
+  /** Server-owned status fields laid over the computed status (a Skill's package facts, skills/service.ts). */
+  statusFields?: Obj;
+  /** The resource's content changed even if its spec did not (a new Skill package): generation + 1. */
+  contentChanged?: boolean;
+  /** Runs inside the write transaction after the row is written; throwing rolls the whole write back. */
+  inTransaction?: (trx: Transaction<Database>, record: ResourceRecord) => Promise<void>;
 }
 
 interface Plan {
@@ -255,7 +261,7 @@ export class ResourceService {
     const { plans } = await this.plan(actor, [raw], opts);
     const plan = plans[0]!;
     if (plan.error) throw plan.error;
-    await this.commit(plans, opts.dryRun, actor);
+    await this.commit(plans, opts.dryRun, actor, opts.inTransaction);
     return this.resultOf(plan, true);
   }
 
@@ -483,6 +489,7 @@ export class ResourceService {
         const check = checkKind(doc.kind, record.spec, resolved, record.generation, { gitAllowLocal: this.config.gitAllowLocal, now: record.updatedAt, existingStatus: p.existing?.status });
         causes.push(...check.causes);
         if (causes.length) throw new ValidationError(invalidMessage(doc.kind, record.name, causes), causes, { kind: doc.kind, name: record.name });
+        if (opts.statusFields) Object.assign(check.status, opts.statusFields);
         p.refs = stored;
         p.warnings.push(...((check.status.warnings as string[] | undefined) ?? []));
 
@@ -490,7 +497,7 @@ export class ResourceService {
         const existing = p.existing;
         if (existing) {
           const before = clearSpec(doc.kind, existing.spec, this.box);
-          const specSame = canonicalJson(before) === canonicalJson(record.spec);
+          const specSame = canonicalJson(before) === canonicalJson(record.spec) && !opts.contentChanged;
           const metaSame =
             canonicalJson(existing.labels) === canonicalJson(record.labels) &&
             canonicalJson(existing.annotations) === canonicalJson(record.annotations) &&
@@ -544,7 +551,7 @@ export class ResourceService {
   }
 
   /** Writes every planned change in one transaction, dependencies first. */
-  private async commit(plans: Plan[], dryRun: boolean, actor: Actor): Promise<void> {
+  private async commit(plans: Plan[], dryRun: boolean, actor: Actor, inTransaction?: WriteOptions['inTransaction']): Promise<void> {
     const writes = plans
       .filter((p) => p.record && !p.error && (p.action === 'created' || p.action === 'configured' || (p as Plan & { statusOnly?: boolean }).statusOnly))
       .sort((a, b) => KINDS[a.doc!.kind].applyOrder - KINDS[b.doc!.kind].applyOrder || a.index - b.index);
@@ -558,6 +565,7 @@ export class ResourceService {
         if (p.action === 'created') await this.store.insert(trx, stored, p.refs ?? []);
         else await this.store.update(trx, stored, p.refs);
         if (p.action === 'created' && stored.kind === 'Task' && this.onTaskCreated) await this.onTaskCreated(trx, { ...stored, spec: r.spec }, actor);
+        if (inTransaction) await inTransaction(trx, stored);
         p.record = stored;
       }
     });

@@ -227,6 +227,69 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.createIndex('jobs_state').on('jobs').columns(['state', 'user_id', 'enqueued_at']).execute();
       },
     },
+    // Sandbox records (sandbox.md §3): written by the pool through the sandboxes store.
+    '0003_sandboxes': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('sandboxes')
+          .addColumn('id', vc(36), (c) => c.primaryKey())
+          .addColumn('task_id', vc(36), (c) => c.notNull())
+          .addColumn('owner_id', vc(36), (c) => c.notNull())
+          .addColumn('host_id', vc(100), (c) => c.notNull())
+          .addColumn('instance_id', vc(100), (c) => c.notNull())
+          .addColumn('driver', vc(16), (c) => c.notNull())
+          .addColumn('state', vc(16), (c) => c.notNull())
+          .addColumn('state_reason', vc(32))
+          .addColumn('message', 'text')
+          .addColumn('image', 'text')
+          .addColumn('limits', 'text', (c) => c.notNull())
+          .addColumn('network', vc(16), (c) => c.notNull())
+          .addColumn('ports', 'text', (c) => c.notNull())
+          .addColumn('workspace_dir', 'text', (c) => c.notNull())
+          .addColumn('driver_ref', 'text')
+          .addColumn('in_use_by', 'text', (c) => c.notNull())
+          .addColumn('created_at', vc(30), (c) => c.notNull())
+          .addColumn('ready_at', vc(30))
+          .addColumn('last_used_at', vc(30), (c) => c.notNull())
+          .addColumn('ended_at', vc(30))
+          .addColumn('deleted_at', vc(30))
+          .addColumn('exit_code', 'integer')
+          .addColumn('oom_killed', 'integer', (c) => c.notNull())
+          .modifyEnd(tableEnd)
+          .execute();
+        await db.schema.createIndex('sandboxes_task').on('sandboxes').column('task_id').execute();
+        await db.schema.createIndex('sandboxes_owner').on('sandboxes').columns(['owner_id', 'created_at']).execute();
+        await db.schema.createIndex('sandboxes_host_state').on('sandboxes').columns(['host_id', 'state']).execute();
+      },
+    },
+    // Skill packages (resources.md §15.2): the archive bytes beside their Skill, written in the same
+    // transaction as the resource and purged with its row (foreign keys, on delete cascade).
+    '0004_skill_packages': {
+      async up(db: Kysely<unknown>) {
+        const blob = sql.raw(dialect === 'mysql' ? 'longblob' : dialect === 'postgres' ? 'bytea' : 'blob');
+        await db.schema
+          .createTable('skill_packages')
+          .addColumn('skill_uid', vc(36), (c) => c.primaryKey())
+          .addColumn('sha256', vc(64), (c) => c.notNull())
+          .addColumn('size', 'integer', (c) => c.notNull())
+          .addColumn('root', vc(256), (c) => c.notNull())
+          .addColumn('files', big, (c) => c.notNull())
+          .addColumn('created_at', vc(30), (c) => c.notNull())
+          .addForeignKeyConstraint('skill_packages_resource', ['skill_uid'], 'resources', ['uid'], (fk) => fk.onDelete('cascade'))
+          .modifyEnd(tableEnd)
+          .execute();
+        // The bytes in 1 MiB chunks: one statement stays far below MySQL's max_allowed_packet (16 MiB).
+        await db.schema
+          .createTable('skill_package_chunks')
+          .addColumn('skill_uid', vc(36), (c) => c.notNull())
+          .addColumn('seq', 'integer', (c) => c.notNull())
+          .addColumn('data', blob, (c) => c.notNull())
+          .addPrimaryKeyConstraint('skill_package_chunks_pk', ['skill_uid', 'seq'])
+          .addForeignKeyConstraint('skill_package_chunks_package', ['skill_uid'], 'skill_packages', ['skill_uid'], (fk) => fk.onDelete('cascade'))
+          .modifyEnd(tableEnd)
+          .execute();
+      },
+    },
   };
 }
 

@@ -173,6 +173,53 @@ export interface JobsTable {
   claimed_at: string | null;
 }
 
+/** One sandbox record (sandbox.md §3); JSON columns hold limits, ports and the turns using it. */
+export interface SandboxesTable {
+  id: string;
+  task_id: string;
+  owner_id: string;
+  host_id: string;
+  instance_id: string;
+  driver: string;
+  state: string;
+  state_reason: string | null;
+  message: string | null;
+  image: string | null;
+  limits: string;
+  network: string;
+  ports: string;
+  workspace_dir: string;
+  driver_ref: string | null;
+  in_use_by: string;
+  created_at: string;
+  ready_at: string | null;
+  last_used_at: string;
+  ended_at: string | null;
+  deleted_at: string | null;
+  exit_code: number | null;
+  oom_killed: number;
+}
+
+/** A Skill's package (resources.md §15.2): the archive as uploaded and the file list of its root. */
+export interface SkillPackagesTable {
+  skill_uid: string;
+  /** Hex sha256 of `data`. */
+  sha256: string;
+  size: number;
+  /** The folder holding SKILL.md inside the archive (`''` or `<top>/`). */
+  root: string;
+  /** JSON `[{path, size}]`, paths relative to `root`. */
+  files: string;
+  created_at: string;
+}
+
+/** The archive bytes of a skill package, in order of `seq`. */
+export interface SkillPackageChunksTable {
+  skill_uid: string;
+  seq: number;
+  data: Uint8Array;
+}
+
 export interface Database {
   users: UsersTable;
   api_keys: ApiKeysTable;
@@ -187,5 +234,8 @@ export interface Database {
   messages: MessagesTable;
   idempotency: IdempotencyTable;
   jobs: JobsTable;
+  sandboxes: SandboxesTable;
+  skill_packages: SkillPackagesTable;
+  skill_package_chunks: SkillPackageChunksTable;
 }
 

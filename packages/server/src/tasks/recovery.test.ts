@@ -21,7 +21,7 @@ let token: string;
 async function startChild(): Promise<void> {
   child = spawn(process.execPath, ['--import', 'tsx', 'packages/server/src/main.ts'], {
     cwd: ROOT,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', WEGENT_DATA_DIR: dataDir, WEGENT_ADMIN_PASSWORD: PASSWORD, WEGENT_PRIVATE_HOSTS_ALLOW: '127.0.0.1', WEGENT_LOG_LEVEL: 'warn', WEGENT_RATE_LOGIN: '0', WEGENT_RATE_DEFAULT: '0', WEGENT_RATE_SEND: '0' },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', WEGENT_DATA_DIR: dataDir, WEGENT_ADMIN_PASSWORD: PASSWORD, WEGENT_PRIVATE_HOSTS_ALLOW: '127.0.0.1', WEGENT_LOG_LEVEL: 'warn', WEGENT_RATE_LOGIN: '0', WEGENT_RATE_DEFAULT: '0', WEGENT_RATE_SEND: '0', WEGENT_SANDBOX_DRIVER: 'none' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   for (let i = 0; i < 300; i++) {

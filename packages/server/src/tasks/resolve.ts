@@ -1,9 +1,11 @@
-import type { Ref } from '@wegent/core';
+import type { Ref, ShellSandboxSettings } from '@wegent/core';
 import type { HistoryMessage, ModelConnection, ModelProtocol, ResolvedMember, ResolvedResource, RunRequest } from '@wegent/runtime';
 import type { AppContext } from '../app.js';
 import { PUBLIC_OWNER, type ResourceRecord } from '../resources/store.js';
 import { effectiveModel } from '../resources/semantics.js';
 import type { Database } from '../storage/schema.js';
+import { SkillService } from '../skills/service.js';
+import { pipelineInput, type PipelineRunInput } from './pipeline-steps.js';
 
 type Obj = Record<string, unknown>;
 
@@ -38,7 +40,7 @@ function derivedKey(spec: Obj): string | undefined {
  * in order with their Bot, Ghost, Shell and Model (run override → Bot → user default → system
  * default), secrets decrypted for this run only, and the conversation so far.
  */
-export async function buildRunRequest(ctx: AppContext, task: { id: string; ownerId: string; namespace: string; spec: Obj }, run: { id: string; runSeq: number; input: { message: string; modelOverride?: Ref | null } }, attempt: number): Promise<RunRequest> {
+export async function buildRunRequest(ctx: AppContext, task: { id: string; ownerId: string; namespace: string; spec: Obj }, run: { id: string; runSeq: number; input: { message: string; modelOverride?: Ref | null; overrides?: RunRequest['overrides'] } }, attempt: number): Promise<RunRequest> {
   const resources = ctx.resources;
   const teamRef = task.spec.teamRef as Ref;
   const team = await resources.resolveRef(task.ownerId, 'Team', teamRef, task.namespace);
@@ -92,9 +94,11 @@ export async function buildRunRequest(ctx: AppContext, task: { id: string; owner
       index,
       role: typeof m.role === 'string' ? m.role : undefined,
       prompt: typeof m.prompt === 'string' ? m.prompt : undefined,
+      ...(m.requireConfirmation === true ? { requireConfirmation: true } : {}),
+      ...(typeof m.contextPassing === 'string' ? { contextPassing: m.contextPassing as ResolvedMember['contextPassing'] } : {}),
       bot: { ...identity(bot.record), displayName: bot.record.displayName, maxToolRounds: bot.spec.maxToolRounds as number | undefined },
-      ghost: { ...identity(ghost.record), systemPrompt: String(ghost.spec.systemPrompt), temperature: ghost.spec.temperature as number | undefined, tools: ghost.spec.tools as string[] | undefined },
-      shell: { ...identity(shell.record), shellType },
+      ghost: { ...identity(ghost.record), systemPrompt: String(ghost.spec.systemPrompt), ...(typeof ghost.spec.description === 'string' ? { description: ghost.spec.description } : {}), temperature: ghost.spec.temperature as number | undefined, tools: ghost.spec.tools as string[] | undefined, ...(ghost.spec.mcpServers ? { mcpServers: ghost.spec.mcpServers as ResolvedMember['ghost']['mcpServers'] } : {}), ...(await new SkillService(resources).resolveForGhost(ghost.record, ghost.spec, shellType)) },
+      shell: { ...identity(shell.record), shellType, ...(shell.spec.sandbox ? { sandbox: shell.spec.sandbox as ShellSandboxSettings } : {}), ...(typeof shell.spec.engine === 'string' ? { engine: shell.spec.engine as 'auto' | 'builtin' | 'claude-cli' } : {}) },
       model: connection,
     });
   }
@@ -106,9 +110,16 @@ export async function buildRunRequest(ctx: AppContext, task: { id: string; owner
     modeOptions: team.spec.collaborationOptions as Obj | undefined,
     members,
     leaderIndex: team.record.status.leaderIndex as number | undefined,
-    team: identity(team.record),
+    team: { ...identity(team.record), ...(team.record.displayName ? { displayName: team.record.displayName } : {}) },
     history: await historyBefore(ctx, task.id, run.runSeq),
-    input: { userMessage: run.input.message },
+    input: {
+      userMessage: run.input.message,
+      // Pipeline steps start where the run stands: after a confirmed stage, at a revised stage, or per followUp (runtime.md §9.2).
+      ...(team.spec.collaborationModel === 'pipeline'
+        ? { pipeline: await pipelineInput(ctx.storage.db, task.id, { id: run.id, runSeq: run.runSeq, input: run.input as PipelineRunInput }, members.length, (team.spec.collaborationOptions as Obj | undefined)?.followUp) }
+        : {}),
+    },
+    ...(run.input.overrides ? { overrides: run.input.overrides } : {}),
     attempt,
     config: runtimeConfig(ctx),
   };
@@ -122,6 +133,8 @@ export function runtimeConfig(ctx: AppContext): RunRequest['config'] {
     maxToolRounds: l.maxToolRounds,
     toolOutputMaxTokens: l.toolOutputMaxTokens,
     defaultContextWindow: l.defaultContextWindow,
+    ...(l.compactionTrigger !== undefined ? { compactionTrigger: l.compactionTrigger } : {}),
+    ...(l.compactionTarget !== undefined ? { compactionTarget: l.compactionTarget } : {}),
     modelIdleTimeoutSeconds: l.modelIdleTimeoutSeconds,
     turnTimeoutSeconds: l.turnTimeoutSeconds,
     fetch: l.fetch,
@@ -131,6 +144,7 @@ export function runtimeConfig(ctx: AppContext): RunRequest['config'] {
 
 /** Earlier runs' messages, oldest first (runtime.md §4.3): user messages and completed answers of runs not superseded. */
 async function historyBefore(ctx: AppContext, taskId: string, runSeq: number): Promise<HistoryMessage[]> {
+  const checkpoint = await latestCheckpoint(ctx, taskId, runSeq);
   const rows: Database['messages'][] = await ctx.storage.db
     .selectFrom('messages')
     .selectAll()
@@ -138,18 +152,38 @@ async function historyBefore(ctx: AppContext, taskId: string, runSeq: number): P
     .where('run_seq', '<', runSeq)
     .where('superseded_by_run_seq', 'is', null)
     .where('visible', '=', 1)
+    .$if(checkpoint !== undefined, (q) => q.where('seq', '>', checkpoint!.coversUpToSeq))
     .orderBy('seq')
     .execute();
   // A retry run carries its input itself: the user message of the run it replaces is not history.
   const replaced = new Set((await ctx.storage.db.selectFrom('runs').select('run_seq').where('task_id', '=', taskId).where('superseded_by_run_seq', '=', runSeq).execute()).map((r) => r.run_seq));
-  const out: HistoryMessage[] = [];
+  const out: HistoryMessage[] = checkpoint ? [{ role: 'summary', text: checkpoint.summary, coversUpToSeq: checkpoint.coversUpToSeq }] : [];
   for (const r of rows) {
     if (r.role === 'user' && replaced.has(r.run_seq)) continue;
-    if (r.role === 'user') out.push({ role: 'user', text: r.content });
+    if (r.role === 'user') out.push({ role: 'user', text: r.content, seq: r.seq });
     else if (r.role === 'assistant' && r.status === 'COMPLETED') {
-      const sender = JSON.parse(r.sender) as { memberName?: string; bot?: { uid?: string } };
-      out.push({ role: 'assistant', text: r.content, purpose: r.purpose as never, memberIndex: r.member_index ?? undefined, memberName: sender.memberName, botUid: (JSON.parse(r.resolved ?? '{}') as { bot?: { uid?: string } }).bot?.uid });
+      const sender = JSON.parse(r.sender) as { type?: string; memberName?: string; bot?: { uid?: string } };
+      out.push({ role: 'assistant', text: r.content, seq: r.seq, purpose: r.purpose as never, memberIndex: r.member_index ?? undefined, memberName: sender.memberName, botUid: (JSON.parse(r.resolved ?? '{}') as { bot?: { uid?: string } }).bot?.uid, ...(sender.type === 'imported' ? { imported: true } : {}) });
     }
   }
   return out;
+}
+
+/**
+ * The latest compaction checkpoint usable by run `runSeq` (runtime.md §10.4 step 5): saved by this run or
+ * an earlier one; it covers only messages before the run that made it.
+ */
+async function latestCheckpoint(ctx: AppContext, taskId: string, runSeq: number): Promise<{ summary: string; coversUpToSeq: number } | undefined> {
+  const row = await ctx.storage.db
+    .selectFrom('messages')
+    .select(['content', 'resolved'])
+    .where('task_id', '=', taskId)
+    .where('role', '=', 'system')
+    .where('purpose', '=', 'compaction')
+    .where('run_seq', '<=', runSeq)
+    .orderBy('seq', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  const coversUpToSeq = (JSON.parse(row?.resolved ?? '{}') as { coversUpToSeq?: unknown }).coversUpToSeq;
+  return row && typeof coversUpToSeq === 'number' ? { summary: row.content, coversUpToSeq } : undefined;
 }

@@ -163,7 +163,8 @@ export async function registerTaskRoutes(app: App, ctx: AppContext): Promise<voi
 
   app.get('/api/v1/tasks/:id/subtasks', { config: { auth: 'user' }, schema: { tags, summary: 'Turns of a task, compact', params: IdParams, querystring: z.object({ runSeq: z.coerce.number().int().min(1).optional() }), response: { 200: z.object({ items: z.array(z.record(z.string(), z.unknown())) }), ...errors } } }, async (req) => {
     await tasks.ownedState(req.principal!.userId, req.params.id);
-    let query = ctx.storage.db.selectFrom('messages').selectAll().where('task_id', '=', req.params.id).where('role', '=', 'assistant');
+    // Imported history (run sequence 0, OpenAI-compatible input) holds messages, not turns.
+    let query = ctx.storage.db.selectFrom('messages').selectAll().where('task_id', '=', req.params.id).where('role', '=', 'assistant').where('run_seq', '>', 0);
     if (req.query.runSeq !== undefined) query = query.where('run_seq', '=', req.query.runSeq);
     const rows = await query.orderBy('seq').execute();
     return {

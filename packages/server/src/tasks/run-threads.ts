@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import type { RuntimeEvent } from '@wegent/core';
 import type { RunHost, RunOutcome, RunRequest, TurnSpec } from '@wegent/runtime';
 import type { ExecuteRun } from './worker.js';
+import { isSandboxOutbound, SandboxRelayMain, type SandboxOutbound } from '../sandboxes/thread-relay.js';
 
 interface ThreadRun {
   host: RunHost;
@@ -12,8 +13,10 @@ interface ThreadRun {
 
 type Outbound =
   | { type: 'createTurn'; id: number; callId: number; spec: TurnSpec }
-  | { type: 'emit'; id: number; event: RuntimeEvent }
-  | { type: 'done'; id: number; outcome: RunOutcome };
+  | { type: 'emits'; batch: Array<{ id: number; event: RuntimeEvent }> }
+  | { type: 'done'; id: number; outcome: RunOutcome }
+  | { type: 'saveCompaction'; id: number; summary: string; coversUpToSeq: number; turnId: string }
+  | SandboxOutbound;
 
 /**
  * Runs steps in worker threads: the runtime (model streams, SSE parsing, the tool loop) works on
@@ -24,11 +27,16 @@ export class RunThreads {
   private readonly threads: Array<{ worker: Worker; active: number }> = [];
   private readonly runs = new Map<number, ThreadRun & { thread: { worker: Worker; active: number } }>();
   private nextId = 1;
+  /** Sandbox calls of each thread's runs (sandboxes/thread-relay.ts). */
+  private readonly sandboxRelays = new Map<Worker, SandboxRelayMain>();
 
   constructor(count: number) {
     for (let i = 0; i < count; i++) {
-      const worker = new Worker(new URL('./run-thread-bootstrap.mjs', import.meta.url));
+      // A larger young generation: streaming allocates many short-lived objects per chunk, and fewer
+      // scavenges cut the thread's GC time by about a third under load (bench/stream).
+      const worker = new Worker(new URL('./run-thread-bootstrap.mjs', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 64 } });
       const thread = { worker, active: 0 };
+      this.sandboxRelays.set(worker, new SandboxRelayMain(worker));
       worker.on('message', (m: Outbound) => this.onMessage(thread, m));
       worker.on('error', (err) => this.failAll(thread, err));
       worker.on('exit', (code) => this.failAll(thread, new Error(`exit code ${code}`)));
@@ -51,17 +59,25 @@ export class RunThreads {
     });
 
   private onMessage(thread: { worker: Worker; active: number }, m: Outbound): void {
+    if (m.type === 'emits') {
+      for (const { id, event } of m.batch) {
+        const run = this.runs.get(id);
+        if (run) run.chain = run.chain.then(() => run.host.emit(event)).catch(() => undefined);
+      }
+      return;
+    }
     const run = this.runs.get(m.id);
     if (!run) return;
-    if (m.type === 'createTurn') {
+    if (isSandboxOutbound(m)) this.sandboxRelays.get(thread.worker)?.handle(run.host, m);
+    else if (m.type === 'createTurn') {
       run.chain = run.chain
         .then(() => run.host.createTurn(m.spec))
         .then(
           (turnId) => thread.worker.postMessage({ type: 'turn', callId: m.callId, turnId }),
           (err: Error) => thread.worker.postMessage({ type: 'turn', callId: m.callId, error: err.message }),
         );
-    } else if (m.type === 'emit') {
-      run.chain = run.chain.then(() => run.host.emit(m.event)).catch(() => undefined);
+    } else if (m.type === 'saveCompaction') {
+      run.chain = run.chain.then(() => run.host.saveCompaction?.(m.summary, m.coversUpToSeq, m.turnId)).catch(() => undefined);
     } else {
       run.chain.then(
         () => this.finish(m.id, m.outcome),

@@ -11,6 +11,7 @@ import type { Actor, ResourceService } from '../resources/service.js';
 import type { ResourceRecord } from '../resources/store.js';
 import { ACTIVE_TASK_STATUSES, TaskStateMachine, TERMINAL_TASK_STATUSES, type TaskStatus } from './state-machine.js';
 import { taskStore, toMessage } from './store.js';
+import type { PendingConfirmation, PipelineRunInput } from './pipeline-steps.js';
 import type { Job } from '../infra/job-queue.js';
 
 
@@ -53,6 +54,10 @@ export interface SendOptions {
   labels?: Record<string, string>;
   /** Called with the task id before the transaction commits (the socket joins the room first, §5.1 step 4). */
   beforeCommit?: (taskId: string) => void;
+  /** New task only: conversation before the message (Responses / chat completions input, api.md §8), stored as imported history. */
+  importedHistory?: Array<{ role: 'user' | 'assistant'; text: string }>;
+  /** Extra members of the run's stored input (run overrides, OpenAI-compatible request fields); part of the idempotency hash. */
+  runInput?: Record<string, unknown>;
 }
 
 const ACTIVE_STATES = [...ACTIVE_TASK_STATUSES, 'PENDING_CONFIRMATION'];
@@ -97,13 +102,13 @@ export class TaskService {
    */
   async send(actor: Actor & { username: string }, payload: ChatSendPayload, opts: SendOptions): Promise<SendResult> {
     const hash = createHash('sha256')
-      .update(JSON.stringify([payload.taskId ?? null, payload.message ?? null, payload.action ?? null, payload.team ?? null, payload.teamRef ?? null]))
+      .update(JSON.stringify([payload.taskId ?? null, payload.message ?? null, payload.action ?? null, payload.team ?? null, payload.teamRef ?? null, ...(opts.runInput || opts.importedHistory ? [opts.runInput ?? null, opts.importedHistory ?? null] : [])]))
       .digest('hex');
     // Another user's task is indistinguishable from a missing one, whatever the payload says.
     if (payload.taskId) await this.ownedState(actor.userId, payload.taskId);
     const replay = await this.replay(actor.userId, payload.clientMessageId, hash);
     if (replay) return replay;
-    if (payload.action === 'pipeline:confirm') throw new SendError('CONFLICT', 409, 'nothing to confirm');
+    if (payload.action === 'pipeline:confirm') return this.confirm(actor, payload, hash, opts);
     const message = this.validateMessage(payload.message);
 
     let result: SendResult;
@@ -176,9 +181,10 @@ export class TaskService {
       await this.resources.store.insert(trx, record, [{ field: 'spec.teamRef', kind: 'Team', namespace: team.namespace, name: team.name }]);
       await trx
         .insertInto('task_state')
-        .values({ task_id: taskId, owner_id: actor.userId, status: 'PENDING', run_seq: 1, run_id: runId, status_version: 1, status_reason: null, error_message: null, current_stage: null, pending_confirmation: null, usage: null, message_count: 1, next_seq: 1, team_deleted: 0, deleted_at: null, created_at: now, updated_at: now, started_at: null, completed_at: null, last_message_at: now })
+        .values({ task_id: taskId, owner_id: actor.userId, status: 'PENDING', run_seq: 1, run_id: runId, status_version: 1, status_reason: null, error_message: null, current_stage: null, pending_confirmation: null, usage: null, message_count: 1 + (opts.importedHistory?.length ?? 0), next_seq: 1, team_deleted: 0, deleted_at: null, created_at: now, updated_at: now, started_at: null, completed_at: null, last_message_at: now })
         .execute();
-      await this.insertRunWithMessages(trx, { taskId, runId, runSeq: 1, messageId, subtaskId, message, actor, clientMessageId: payload.clientMessageId, now, modelOverride: payload.modelOverride });
+      if (opts.importedHistory?.length) await this.insertImportedHistory(trx, taskId, opts.importedHistory, actor, now);
+      await this.insertRunWithMessages(trx, { taskId, runId, runSeq: 1, messageId, subtaskId, message, actor, clientMessageId: payload.clientMessageId, now, modelOverride: payload.modelOverride, runInput: opts.runInput });
       await trx.insertInto('idempotency').values({ user_id: actor.userId, client_message_id: payload.clientMessageId, request_hash: hash, ack: JSON.stringify(result), created_at: now }).execute();
       opts.beforeCommit?.(taskId);
     });
@@ -210,7 +216,9 @@ export class TaskService {
       moved = await this.stateMachine.startRun(trx, taskId, runSeq, runId);
       if (!moved) throw new SendError('TASK_BUSY', 409, 'task is busy; cancel it or wait', { status });
       if (status === 'PENDING_CONFIRMATION') await trx.updateTable('runs').set({ status: 'COMPLETED', completed_at: now }).where('task_id', '=', taskId).where('run_seq', '=', state.run_seq).execute();
-      await this.insertRunWithMessages(trx, { taskId, runId, runSeq, messageId, subtaskId, message, actor, clientMessageId: payload.clientMessageId, now, modelOverride: payload.modelOverride });
+      // A message while paused revises the paused stage in a new run (runtime.md §9.2): the run remembers which one.
+      const runInput = status === 'PENDING_CONFIRMATION' ? { ...(opts.runInput ?? {}), revisionOf: state.run_seq } : opts.runInput;
+      await this.insertRunWithMessages(trx, { taskId, runId, runSeq, messageId, subtaskId, message, actor, clientMessageId: payload.clientMessageId, now, modelOverride: payload.modelOverride, runInput });
       await trx.updateTable('task_state').set({ message_count: state.message_count + 1, last_message_at: now }).where('task_id', '=', taskId).execute();
       await trx.insertInto('idempotency').values({ user_id: actor.userId, client_message_id: payload.clientMessageId, request_hash: hash, ack: JSON.stringify(result), created_at: now }).execute();
       opts.beforeCommit?.(taskId);
@@ -220,6 +228,60 @@ export class TaskService {
     events.push({ name: 'chat:message', taskId, payload: { taskId, message: toMessage(userMessage!) } });
     const m = moved as unknown as { previous: TaskStatus; statusVersion: number; updatedAt: string };
     events.push(this.statusEvent(actor.userId, taskId, runId, runSeq, 'PENDING', m.previous, m.statusVersion, m.updatedAt));
+    return result;
+  }
+
+  /**
+   * `chat:send` with `action: "pipeline:confirm"` (chat-protocol.md §5.1): the paused run continues in
+   * the same run with its next stage, as a new job; an optional message is stored as a user message and
+   * replaces the paused stage's output as the next stage's input (runtime.md §9.2).
+   */
+  private async confirm(actor: Actor & { username: string }, payload: ChatSendPayload, hash: string, opts: SendOptions): Promise<SendResult> {
+    if (!payload.taskId) throw new SendError('CONFLICT', 409, 'nothing to confirm');
+    const editedText = payload.message === undefined ? undefined : this.validateMessage(payload.message);
+    const taskId = payload.taskId;
+    const db = this.storage.db;
+    const state = await taskStore.state(db, taskId);
+    if (!state || state.owner_id !== actor.userId) throw new NotFoundError('task not found', { kind: 'Task' });
+    if (state.team_deleted) throw new SendError('TEAM_DELETED', 409, 'the team of this task was deleted');
+    if (state.status !== 'PENDING_CONFIRMATION' || !state.run_id) throw new SendError('CONFLICT', 409, 'nothing to confirm');
+    const run = await db.selectFrom('runs').selectAll().where('id', '=', state.run_id).executeTakeFirstOrThrow();
+    const input = JSON.parse(run.input) as PipelineRunInput;
+    const pending = state.pending_confirmation ? (JSON.parse(state.pending_confirmation) as PendingConfirmation) : undefined;
+    const stage = pending?.stage ?? state.current_stage ?? 0;
+    const confirmations = [...(input.confirmations ?? []), { stage, ...(editedText !== undefined ? { editedText } : {}) }];
+    const step = confirmations.length;
+    const subtaskId = uuidv7();
+    const messageId = editedText !== undefined ? uuidv7() : undefined;
+    const now = new Date().toISOString();
+    const result: SendResult = { taskId, runId: run.id, runSeq: state.run_seq, ...(messageId ? { messageId } : {}), subtaskId, status: 'PENDING', created: false, duplicate: false };
+    let moved: Awaited<ReturnType<TaskStateMachine['transitionTask']>> = null;
+    await db.transaction().execute(async (trx) => {
+      moved = await this.stateMachine.transitionTask(trx, { taskId, runSeq: state.run_seq, to: 'PENDING', onlyFrom: ['PENDING_CONFIRMATION'] });
+      if (!moved) throw new SendError('CONFLICT', 409, 'nothing to confirm');
+      await trx.updateTable('runs').set({ status: 'PENDING', completed_at: null, input: JSON.stringify({ ...input, confirmations }) }).where('id', '=', run.id).execute();
+      const seq = await taskStore.allocateSeq(trx, taskId, messageId ? 2 : 1);
+      const base = { task_id: taskId, run_id: run.id, run_seq: state.run_seq, reasoning: '', status_reason: null, error: null, blocks: '[]', model: null, usage: null, resolved: null, attempt: 1, superseded_by_run_seq: null, started_at: null, completed_at: null, time_to_first_token_ms: null, duration_ms: null, created_at: now };
+      await trx
+        .insertInto('messages')
+        .values([
+          ...(messageId
+            ? [{ ...base, id: messageId, seq, role: 'user' as const, purpose: null, visible: 1, content: editedText!, status: null, sender: JSON.stringify({ type: 'user', userId: actor.userId, username: actor.username }), client_message_id: payload.clientMessageId, member_index: null }]
+            : []),
+          { ...base, id: subtaskId, seq: messageId ? seq + 1 : seq, role: 'assistant' as const, purpose: 'answer', visible: 1, content: '', status: 'PENDING', sender: JSON.stringify({ type: 'pending' }), client_message_id: null, member_index: stage + 1 },
+        ])
+        .execute();
+      if (messageId) await trx.updateTable('task_state').set({ message_count: state.message_count + 1, last_message_at: now }).where('task_id', '=', taskId).execute();
+      await this.scheduler?.enqueue(trx, { id: `${run.id}-${step}`, userId: actor.userId, taskId, runId: run.id, runSeq: state.run_seq, step, payload: { subtaskId } });
+      await trx.insertInto('idempotency').values({ user_id: actor.userId, client_message_id: payload.clientMessageId, request_hash: hash, ack: JSON.stringify(result), created_at: now }).execute();
+      opts.beforeCommit?.(taskId);
+    });
+    this.scheduler?.wake();
+    const events: ClientEvent[] = [];
+    if (messageId) events.push({ name: 'chat:message', taskId, payload: { taskId, message: toMessage((await taskStore.message(db, messageId))!) } });
+    const m = moved as unknown as { previous: TaskStatus; statusVersion: number; updatedAt: string };
+    events.push(this.statusEvent(actor.userId, taskId, run.id, state.run_seq, 'PENDING', m.previous, m.statusVersion, m.updatedAt, state.current_stage !== null ? { currentStage: state.current_stage } : {}));
+    for (const e of events) this.notifier.emit(e);
     return result;
   }
 
@@ -260,7 +322,7 @@ export class TaskService {
       // Its answers leave the context; its user message stays (the new run answers it again).
       await trx.updateTable('messages').set({ superseded_by_run_seq: runSeq }).where('run_id', '=', previous.id).where('role', '=', 'assistant').execute();
       const seq = await taskStore.allocateSeq(trx, input.taskId, 1);
-      await trx.insertInto('runs').values({ id: runId, task_id: input.taskId, run_seq: runSeq, status: 'PENDING', input: JSON.stringify({ message: previousInput.message, modelOverride: input.modelOverride ?? previousInput.modelOverride ?? null }), superseded_by_run_seq: null, lease_owner: null, lease_expires_at: null, created_at: now, completed_at: null }).execute();
+      await trx.insertInto('runs').values({ id: runId, task_id: input.taskId, run_seq: runSeq, status: 'PENDING', input: JSON.stringify({ message: previousInput.message, modelOverride: input.modelOverride ?? previousInput.modelOverride ?? null, retryOf: { runSeq: turn.run_seq, stage: turn.member_index ?? 0 } }), superseded_by_run_seq: null, lease_owner: null, lease_expires_at: null, created_at: now, completed_at: null }).execute();
       await trx
         .insertInto('messages')
         .values({ id: subtaskId, task_id: input.taskId, seq, run_id: runId, run_seq: runSeq, role: 'assistant', purpose: 'answer', visible: 1, content: '', reasoning: '', status: 'PENDING', status_reason: null, error: null, sender: JSON.stringify({ type: 'pending' }), blocks: '[]', model: null, usage: null, resolved: null, client_message_id: null, attempt: 1, member_index: 0, superseded_by_run_seq: null, created_at: now, started_at: null, completed_at: null, time_to_first_token_ms: null, duration_ms: null })
@@ -374,10 +436,10 @@ export class TaskService {
   /** Writes a run, its user message and its first (PENDING) turn, and queues the run's job. */
   private async insertRunWithMessages(
     trx: Transaction<Database>,
-    r: { taskId: string; runId: string; runSeq: number; messageId: string; subtaskId: string; message: string; actor: Actor & { username: string }; clientMessageId: string; now: string; modelOverride?: Ref },
+    r: { taskId: string; runId: string; runSeq: number; messageId: string; subtaskId: string; message: string; actor: Actor & { username: string }; clientMessageId: string; now: string; modelOverride?: Ref; runInput?: Record<string, unknown> },
   ): Promise<void> {
     const seq = await taskStore.allocateSeq(trx, r.taskId, 2);
-    await trx.insertInto('runs').values({ id: r.runId, task_id: r.taskId, run_seq: r.runSeq, status: 'PENDING', input: JSON.stringify({ message: r.message, modelOverride: r.modelOverride ?? null }), superseded_by_run_seq: null, lease_owner: null, lease_expires_at: null, created_at: r.now, completed_at: null }).execute();
+    await trx.insertInto('runs').values({ id: r.runId, task_id: r.taskId, run_seq: r.runSeq, status: 'PENDING', input: JSON.stringify({ ...(r.runInput ?? {}), message: r.message, modelOverride: r.modelOverride ?? null }), superseded_by_run_seq: null, lease_owner: null, lease_expires_at: null, created_at: r.now, completed_at: null }).execute();
     const base = { task_id: r.taskId, run_id: r.runId, run_seq: r.runSeq, reasoning: '', status_reason: null, error: null, blocks: '[]', model: null, usage: null, resolved: null, attempt: 1, superseded_by_run_seq: null, started_at: null, completed_at: null, time_to_first_token_ms: null, duration_ms: null };
     await trx
       .insertInto('messages')
@@ -387,6 +449,26 @@ export class TaskService {
       ])
       .execute();
     await this.scheduler?.enqueue(trx, { id: `${r.runId}-0`, userId: r.actor.userId, taskId: r.taskId, runId: r.runId, runSeq: r.runSeq, step: 0, payload: { subtaskId: r.subtaskId } });
+  }
+
+  /**
+   * Imported history (runtime.md §4.3): visible, finished messages before the first run, under run
+   * sequence 0 so that run 1 reads them as history; assistant ones carry sender `{type: "imported"}`.
+   */
+  private async insertImportedHistory(trx: Transaction<Database>, taskId: string, history: Array<{ role: 'user' | 'assistant'; text: string }>, actor: Actor & { username: string }, now: string): Promise<void> {
+    const seq = await taskStore.allocateSeq(trx, taskId, history.length);
+    const importId = uuidv7();
+    const base = { task_id: taskId, run_id: importId, run_seq: 0, visible: 1, reasoning: '', status_reason: null, error: null, blocks: '[]', model: null, usage: null, resolved: null, client_message_id: null, attempt: 1, superseded_by_run_seq: null, started_at: null, time_to_first_token_ms: null, duration_ms: null, created_at: now };
+    await trx
+      .insertInto('messages')
+      .values(
+        history.map((m, i) =>
+          m.role === 'user'
+            ? { ...base, id: uuidv7(), seq: seq + i, role: 'user' as const, purpose: null, content: m.text, status: null, sender: JSON.stringify({ type: 'user', userId: actor.userId, username: actor.username }), member_index: null, completed_at: null }
+            : { ...base, id: uuidv7(), seq: seq + i, role: 'assistant' as const, purpose: 'answer', content: m.text, status: 'COMPLETED', sender: JSON.stringify({ type: 'imported' }), member_index: null, completed_at: now },
+        ),
+      )
+      .execute();
   }
 
   statusEvent(userId: string, taskId: string, runId: string | null, runSeq: number, status: TaskStatus, previous: TaskStatus | null, statusVersion: number, updatedAt: string, extra: Record<string, unknown> = {}): ClientEvent {

@@ -333,6 +333,26 @@ export class TurnRecorder implements RunHost {
     });
   }
 
+  /**
+   * Stores a compaction checkpoint (runtime.md §10.4 step 5): a hidden `system` message with purpose
+   * `compaction` and the summary as its content; `coversUpToSeq` (the last summarised message) is kept in
+   * its `resolved` column, which the API never shows. History reload starts from it (resolve.ts).
+   */
+  saveCompaction(summary: string, coversUpToSeq: number, turnId: string): Promise<void> {
+    return this.enqueue(async () => {
+      const t = this.turns.get(turnId);
+      const sender = { type: 'bot', bot: t?.bot ?? null, memberIndex: t?.memberIndex ?? null, memberRole: t?.spec?.memberRole ?? null, memberName: t?.memberName ?? null };
+      const now = new Date().toISOString();
+      await this.ctx.storage.db.transaction().execute(async (trx) => {
+        const seq = await taskStore.allocateSeq(trx, this.job.taskId, 1);
+        await trx
+          .insertInto('messages')
+          .values({ id: uuidv7(), task_id: this.job.taskId, seq, run_id: this.job.runId, run_seq: this.job.runSeq, role: 'system', purpose: 'compaction', visible: 0, content: summary, reasoning: '', status: null, status_reason: null, error: null, sender: JSON.stringify(sender), blocks: '[]', model: null, usage: null, resolved: JSON.stringify({ coversUpToSeq }), client_message_id: null, attempt: 1, member_index: t?.memberIndex ?? null, superseded_by_run_seq: null, created_at: now, started_at: null, completed_at: now, time_to_first_token_ms: null, duration_ms: null })
+          .execute();
+      });
+    });
+  }
+
   /** Publishes a task status change to the user's and the task's rooms. */
   async publishStatus(payload: Record<string, unknown>): Promise<void> {
     await this.enqueue(() => this.publish('task:status', payload, true));

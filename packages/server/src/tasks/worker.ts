@@ -8,6 +8,7 @@ import type { TaskStatus } from './state-machine.js';
 import { taskStore } from './store.js';
 import { TurnRecorder } from './turn-recorder.js';
 import { buildRunRequest, ResolutionError } from './resolve.js';
+import { pendingConfirmationOf } from './pipeline-steps.js';
 
 export type ExecuteRun = (request: RunRequest, host: RunHost, signal: AbortSignal) => Promise<RunOutcome>;
 
@@ -209,13 +210,15 @@ export class RunWorker {
       message = outcome.error?.message;
     }
     const usage = await this.taskUsage(job.taskId);
-    const moved = await sm.transitionTask(db, { taskId: job.taskId, runSeq: job.runSeq, to, reason, errorMessage: message });
+    // A paused pipeline names what waits for confirmation (chat-protocol.md §6.1).
+    const pending = to === 'PENDING_CONFIRMATION' && outcome.pausedAt ? await pendingConfirmationOf(db, outcome.pausedAt) : undefined;
+    const moved = await sm.transitionTask(db, { taskId: job.taskId, runSeq: job.runSeq, to, reason, errorMessage: message, ...(pending ? { extra: { current_stage: pending.stage, pending_confirmation: JSON.stringify(pending) } } : {}) });
     if (!moved) return;
     if (to === 'COMPLETED' || to === 'FAILED' || to === 'CANCELLED') this.ctx.metrics.runs.inc({ status: to, mode });
     const now = new Date().toISOString();
     await db.updateTable('task_state').set({ usage: JSON.stringify(usage) }).where('task_id', '=', job.taskId).execute();
     await db.updateTable('runs').set({ status: to, completed_at: now, lease_owner: null }).where('id', '=', job.runId).execute();
-    const payload = { runId: job.runId, runSeq: job.runSeq, status: to, previousStatus: moved.previous, statusVersion: moved.statusVersion, updatedAt: moved.updatedAt, ...(reason ? { statusReason: reason } : {}), ...(message && to === 'FAILED' ? { errorMessage: message } : {}) };
+    const payload = { runId: job.runId, runSeq: job.runSeq, status: to, previousStatus: moved.previous, statusVersion: moved.statusVersion, updatedAt: moved.updatedAt, ...(reason ? { statusReason: reason } : {}), ...(message && to === 'FAILED' ? { errorMessage: message } : {}), ...(pending ? { currentStage: pending.stage, pendingConfirmation: pending } : {}) };
     if (recorder) await recorder.publishStatus(payload);
     else await this.bus.publish(BusChannels.taskEvents(job.taskId), { name: 'task:status', userId: job.userId, taskId: job.taskId, payload: { taskId: job.taskId, ...payload } });
   }

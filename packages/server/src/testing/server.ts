@@ -27,7 +27,8 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}, env
   const adminPassword = `Adm1n-${randomBytes(9).toString('base64url')}`;
   const server = await startServer(
     { port: 0, host: '127.0.0.1', dataDir, databaseUrl: `sqlite:${path.join(dataDir, 'wegent.db')}`, rate: { login: 0, default: 0, send: 0, aiCreate: 0 }, ...overrides },
-    { WEGENT_ADMIN_PASSWORD: adminPassword, ...env },
+    // Sandboxes are off unless a test asks for a driver: probing and building the executor image is slow.
+    { WEGENT_ADMIN_PASSWORD: adminPassword, WEGENT_SANDBOX_DRIVER: 'none', ...env },
     createLogger('silent'),
   );
   const request: TestServer['request'] = async (method, urlPath, opts = {}) => {

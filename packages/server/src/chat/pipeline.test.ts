@@ -1,0 +1,179 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { io as connect, type Socket } from 'socket.io-client';
+import { startFakeModelServer, type FakeModelServer } from '@wegent/runtime/testing';
+import { startTestServer, type TestServer } from '../testing/server.js';
+import { until } from '../testing/wait.js';
+
+let server: TestServer;
+let fake: FakeModelServer;
+let alice: { id: string; token: string };
+const sockets: Socket[] = [];
+
+async function connected(token: string): Promise<Socket> {
+  const socket = connect(`${server.url}/chat`, { path: '/socket.io', transports: ['websocket'], auth: { token }, reconnection: false, forceNew: true });
+  sockets.push(socket);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve());
+    socket.once('connect_error', (e) => reject(e));
+  });
+  return socket;
+}
+
+const send = (socket: Socket, event: string, payload: unknown) => socket.timeout(10_000).emitWithAck(event, payload) as Promise<any>;
+
+function record(socket: Socket): Array<[string, any]> {
+  const seen: Array<[string, any]> = [];
+  socket.onAny((name, payload) => seen.push([name, payload]));
+  return seen;
+}
+
+const manifest = (baseUrl: string) => `kind: Model
+metadata: {name: fake}
+spec: {protocol: openai-compatible, modelId: fake-model, baseUrl: "${baseUrl}", apiKey: sk-test-0123456789}
+---
+kind: Ghost
+metadata: {name: analyst}
+spec: {systemPrompt: You write specs., tools: []}
+---
+kind: Ghost
+metadata: {name: developer}
+spec: {systemPrompt: You write code., tools: []}
+---
+kind: Bot
+metadata: {name: analyst, displayName: Analyst}
+spec: {ghostRef: {name: analyst}, shellRef: {name: Chat}, modelRef: {name: fake}}
+---
+kind: Bot
+metadata: {name: developer, displayName: Developer}
+spec: {ghostRef: {name: developer}, shellRef: {name: Chat}, modelRef: {name: fake}}
+---
+kind: Team
+metadata: {name: spec-dev}
+spec:
+  collaborationModel: pipeline
+  members:
+    - {role: leader, botRef: {name: analyst}, requireConfirmation: true}
+    - {botRef: {name: developer}, contextPassing: original_and_previous}
+`;
+
+beforeAll(async () => {
+  fake = await startFakeModelServer();
+  server = await startTestServer({ privateHostsAllow: ['127.0.0.1'] });
+  alice = await server.createUser('alice');
+  const res = await server.request('POST', '/api/v1/apply', { token: alice.token, raw: manifest(fake.openaiBaseUrl), headers: { 'content-type': 'application/yaml' } });
+  expect(res.status, res.text).toBe(200);
+});
+afterAll(async () => {
+  for (const s of sockets) s.disconnect();
+  await server?.stop();
+  await fake?.close();
+});
+
+const statusOf = (seen: Array<[string, { status?: string }]>) => seen.filter(([n]) => n === 'task:status').map(([, p]) => p.status);
+
+describe('pipeline confirmation over /chat', () => {
+  it('pauses after a stage that requires confirmation, then continues the same run with the edited text', async () => {
+    fake.reset();
+    fake.script(['Spec v1', 'Code for the edited spec.']);
+    const socket = await connected(alice.token);
+    const seen = record(socket);
+
+    const first = await send(socket, 'chat:send', { clientMessageId: 'p-1', team: 'spec-dev', message: 'Design a login.' });
+    expect(first).toMatchObject({ ok: true, runSeq: 1, status: 'PENDING' });
+    const paused = await until(() => seen.find(([n, p]) => n === 'task:status' && p.status === 'PENDING_CONFIRMATION'));
+    expect(paused[1]).toMatchObject({ runSeq: 1, currentStage: 0, pendingConfirmation: { stage: 0, subtaskId: first.subtaskId, memberName: 'Analyst' } });
+    expect(seen.find(([n]) => n === 'chat:start')![1]).toMatchObject({ subtaskId: first.subtaskId, memberIndex: 0, memberName: 'Analyst', bot: { name: 'analyst' } });
+    expect(seen.find(([n]) => n === 'chat:done')![1]).toMatchObject({ subtaskId: first.subtaskId, result: { value: 'Spec v1' } });
+    expect(fake.requests).toHaveLength(1);
+    const runtime = await server.request('GET', `/api/v1/tasks/${first.taskId}/runtime`, { token: alice.token });
+    expect(runtime.body).toMatchObject({ status: 'PENDING_CONFIRMATION', pendingConfirmation: { stage: 0, subtaskId: first.subtaskId, memberName: 'Analyst' } });
+
+    const confirm = await send(socket, 'chat:send', { clientMessageId: 'p-2', taskId: first.taskId, action: 'pipeline:confirm', message: 'Spec v2 (edited)' });
+    expect(confirm).toMatchObject({ ok: true, taskId: first.taskId, runId: first.runId, runSeq: 1, status: 'PENDING', created: false, duplicate: false });
+    expect(confirm.messageId).toEqual(expect.any(String));
+    expect(confirm.subtaskId).not.toBe(first.subtaskId);
+    // A replay of the same confirmation changes nothing.
+    expect(await send(socket, 'chat:send', { clientMessageId: 'p-2', taskId: first.taskId, action: 'pipeline:confirm', message: 'Spec v2 (edited)' })).toMatchObject({ ok: true, duplicate: true, subtaskId: confirm.subtaskId });
+
+    await until(() => seen.find(([n, p]) => n === 'task:status' && p.status === 'COMPLETED'));
+    expect(statusOf(seen)).toEqual(['PENDING', 'RUNNING', 'PENDING_CONFIRMATION', 'PENDING', 'RUNNING', 'COMPLETED']);
+    const starts = seen.filter(([n]) => n === 'chat:start').map(([, p]) => [p.subtaskId, p.memberIndex, p.memberName, p.purpose]);
+    expect(starts).toEqual([
+      [first.subtaskId, 0, 'Analyst', 'answer'],
+      [confirm.subtaskId, 1, 'Developer', 'answer'],
+    ]);
+    expect(seen.find(([n, p]) => n === 'chat:message' && p.message.id === confirm.messageId)![1].message).toMatchObject({ role: 'user', content: 'Spec v2 (edited)' });
+    // The next stage received the edited text in place of the paused stage's output.
+    expect(fake.requests).toHaveLength(2);
+    expect(fake.requests[1]!.body.messages).toEqual([
+      { role: 'system', content: expect.stringMatching(/^You write code\.\n\nYou are step 2 of 2 in a pipeline: Analyst → Developer\.\n\nCurrent date: \d{4}-\d\d-\d\d \(UTC\)\.$/) },
+      { role: 'user', content: 'Original request:\nDesign a login.\n\nOutput of the previous step (Analyst):\nSpec v2 (edited)' },
+    ]);
+
+    // Every member turn is its own stored message naming its member.
+    const history = await send(socket, 'history:sync', { taskId: first.taskId });
+    expect(history.messages.map((m: { role: string; content: string; sender: { memberName?: string }; purpose: string | null }) => [m.role, m.content, m.sender.memberName ?? null, m.purpose])).toEqual([
+      ['user', 'Design a login.', null, null],
+      ['assistant', 'Spec v1', 'Analyst', 'answer'],
+      ['user', 'Spec v2 (edited)', null, null],
+      ['assistant', 'Code for the edited spec.', 'Developer', 'answer'],
+    ]);
+
+    // Nothing waits for confirmation any more.
+    expect(await send(socket, 'chat:send', { clientMessageId: 'p-3', taskId: first.taskId, action: 'pipeline:confirm' })).toMatchObject({ ok: false, error: { code: 'CONFLICT' } });
+
+    // A follow-up message after the completed pipeline runs only the last stage (followUp: last_stage).
+    fake.script(['Added a remember-me box.']);
+    const follow = await send(socket, 'chat:send', { clientMessageId: 'p-4', taskId: first.taskId, message: 'Add a remember-me box.' });
+    expect(follow).toMatchObject({ ok: true, runSeq: 2 });
+    await until(() => seen.find(([n, p]) => n === 'task:status' && p.runSeq === 2 && p.status === 'COMPLETED'));
+    expect(seen.filter(([n, p]) => n === 'chat:start' && p.runSeq === 2).map(([, p]) => p.memberName)).toEqual(['Developer']);
+    expect(fake.requests[2]!.body.messages.slice(1)).toEqual([{ role: 'user', content: 'Add a remember-me box.' }]);
+  });
+
+  it('revises the paused stage in a new run when a message arrives while paused', async () => {
+    fake.reset();
+    fake.script(['Spec v1', 'Spec v2 with OAuth.', 'OAuth code.']);
+    const socket = await connected(alice.token);
+    const seen = record(socket);
+    const first = await send(socket, 'chat:send', { clientMessageId: 'r-1', team: 'spec-dev', message: 'Design a login.' });
+    await until(() => seen.find(([n, p]) => n === 'task:status' && p.status === 'PENDING_CONFIRMATION' && p.runSeq === 1));
+
+    const revision = await send(socket, 'chat:send', { clientMessageId: 'r-2', taskId: first.taskId, message: 'Use OAuth.' });
+    expect(revision).toMatchObject({ ok: true, runSeq: 2, status: 'PENDING' });
+    const pausedAgain = await until(() => seen.find(([n, p]) => n === 'task:status' && p.status === 'PENDING_CONFIRMATION' && p.runSeq === 2));
+    expect(pausedAgain[1].pendingConfirmation).toEqual({ stage: 0, subtaskId: revision.subtaskId, memberName: 'Analyst' });
+    // Stage 0 (contextPassing none) gets the history, which holds the paused run, and the revision.
+    expect(fake.requests[1]!.body.messages.slice(1)).toEqual([
+      { role: 'user', content: 'Design a login.' },
+      { role: 'assistant', content: 'Spec v1' },
+      { role: 'user', content: 'Use OAuth.' },
+    ]);
+
+    const confirm = await send(socket, 'chat:send', { clientMessageId: 'r-3', taskId: first.taskId, action: 'pipeline:confirm' });
+    expect(confirm).toMatchObject({ ok: true, runSeq: 2 });
+    expect(confirm.messageId).toBeUndefined();
+    await until(() => seen.find(([n, p]) => n === 'task:status' && p.status === 'COMPLETED' && p.runSeq === 2));
+    // The Developer works from the revision run's request (the paused run's) and the revised spec.
+    expect(fake.requests[2]!.body.messages.slice(1)).toEqual([{ role: 'user', content: 'Original request:\nDesign a login.\n\nOutput of the previous step (Analyst):\nSpec v2 with OAuth.' }]);
+  });
+
+  it('retries a stage with the input it had, starting the new run at that stage', async () => {
+    fake.reset();
+    fake.script(['Spec v1', 'Code, first try.', 'Code, second try.']);
+    const socket = await connected(alice.token);
+    const seen = record(socket);
+    const first = await send(socket, 'chat:send', { clientMessageId: 't-1', team: 'spec-dev', message: 'Design a login.' });
+    await until(() => seen.find(([n, p]) => n === 'task:status' && p.status === 'PENDING_CONFIRMATION'));
+    const confirm = await send(socket, 'chat:send', { clientMessageId: 't-2', taskId: first.taskId, action: 'pipeline:confirm', message: 'Spec v2 (edited)' });
+    await until(() => seen.find(([n, p]) => n === 'task:status' && p.status === 'COMPLETED' && p.runSeq === 1));
+
+    const retry = await send(socket, 'chat:retry', { clientMessageId: 't-3', taskId: first.taskId, subtaskId: confirm.subtaskId });
+    expect(retry).toMatchObject({ ok: true, runSeq: 2 });
+    await until(() => seen.find(([n, p]) => n === 'task:status' && p.status === 'COMPLETED' && p.runSeq === 2));
+    expect(seen.filter(([n, p]) => n === 'chat:start' && p.runSeq === 2).map(([, p]) => p.memberName)).toEqual(['Developer']);
+    expect(fake.requests).toHaveLength(3);
+    expect(fake.requests[2]!.body.messages).toEqual(fake.requests[1]!.body.messages);
+    expect(fake.requests[2]!.body.messages.at(-1)).toEqual({ role: 'user', content: 'Original request:\nDesign a login.\n\nOutput of the previous step (Analyst):\nSpec v2 (edited)' });
+  });
+});
