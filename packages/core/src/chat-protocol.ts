@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Name } from './kinds/fields.js';
+import { SandboxState } from './sandboxes.js';
 
 /** Wire types of the chat protocol (chat-protocol.md) shared by server, web app and CLI. */
 
@@ -142,7 +143,8 @@ export const TaskRuntime = z
     ),
     pendingConfirmation: z.record(z.string(), z.unknown()).nullable(),
     queue: QueueInfo.nullable(),
-    sandbox: z.record(z.string(), z.unknown()).nullable(),
+    /** The task's live sandbox, else its latest one (api.md §5.1); null when it never had one. */
+    sandbox: z.object({ id: z.string(), state: SandboxState }).nullable(),
   })
   .meta({ id: 'TaskRuntime' });
 export type TaskRuntime = z.infer<typeof TaskRuntime>;

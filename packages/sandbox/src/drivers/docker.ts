@@ -173,6 +173,8 @@ export class DockerDriver implements SandboxDriver {
 
   async *events(): AsyncGenerator<DriverEvent> {
     const stream = await this.docker.getEvents({ filters: { type: ['container'], label: ['wegent.sandbox=1', `wegent.host=${this.opts.hostId}`], event: ['die', 'oom'] } });
+    // A passive watch: it must not keep a process alive on its own (a server has its listeners for that).
+    (stream as unknown as { socket?: { unref?: () => void } }).socket?.unref?.();
     let buffered = '';
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {

@@ -96,7 +96,8 @@ describe('pipeline confirmation over /chat', () => {
     expect(await send(socket, 'chat:send', { clientMessageId: 'p-2', taskId: first.taskId, action: 'pipeline:confirm', message: 'Spec v2 (edited)' })).toMatchObject({ ok: true, duplicate: true, subtaskId: confirm.subtaskId });
 
     await until(() => seen.find(([n, p]) => n === 'task:status' && p.status === 'COMPLETED'));
-    expect(statusOf(seen)).toEqual(['PENDING', 'RUNNING', 'PENDING_CONFIRMATION', 'PENDING', 'RUNNING', 'COMPLETED']);
+    // Each stage start is a status change of its own (currentStage, progress).
+    expect(statusOf(seen)).toEqual(['PENDING', 'RUNNING', 'RUNNING', 'PENDING_CONFIRMATION', 'PENDING', 'RUNNING', 'RUNNING', 'COMPLETED']);
     const starts = seen.filter(([n]) => n === 'chat:start').map(([, p]) => [p.subtaskId, p.memberIndex, p.memberName, p.purpose]);
     expect(starts).toEqual([
       [first.subtaskId, 0, 'Analyst', 'answer'],
@@ -175,5 +176,96 @@ describe('pipeline confirmation over /chat', () => {
     expect(fake.requests).toHaveLength(3);
     expect(fake.requests[2]!.body.messages).toEqual(fake.requests[1]!.body.messages);
     expect(fake.requests[2]!.body.messages.at(-1)).toEqual({ role: 'user', content: 'Original request:\nDesign a login.\n\nOutput of the previous step (Analyst):\nSpec v2 (edited)' });
+  });
+});
+
+const threeStages = `kind: Ghost
+metadata: {name: tester}
+spec: {systemPrompt: You test code., tools: []}
+---
+kind: Bot
+metadata: {name: tester, displayName: Tester}
+spec: {ghostRef: {name: tester}, shellRef: {name: Chat}, modelRef: {name: fake}}
+---
+kind: Team
+metadata: {name: spec-dev-test}
+spec:
+  collaborationModel: pipeline
+  members:
+    - {role: leader, botRef: {name: analyst}}
+    - {botRef: {name: developer}, requireConfirmation: true}
+    - {botRef: {name: tester}}
+`;
+
+describe('pipeline stage and progress in the task status', () => {
+  beforeAll(async () => {
+    const res = await server.request('POST', '/api/v1/apply', { token: alice.token, raw: threeStages, headers: { 'content-type': 'application/yaml' } });
+    expect(res.status, res.text).toBe(200);
+  });
+
+  const taskStatus = async (taskId: string) => (await server.request('GET', `/api/v1/tasks/${taskId}`, { token: alice.token })).body.status;
+  /** A stage whose model answers only after a while, so the task can be read while the stage runs. */
+  const slow = (text: string) => ({ steps: [{ delayHeadersMs: 800 }, { text }] });
+
+  it('follows the stages of a 3-stage pipeline: currentStage is the running stage, progress the finished stages ÷ 3', async () => {
+    fake.reset();
+    fake.script([slow('Spec'), slow('Code'), slow('Tests pass.'), slow('Tests pass again.')]);
+    const socket = await connected(alice.token);
+    const seen = record(socket);
+    const first = await send(socket, 'chat:send', { clientMessageId: 'g-1', team: 'spec-dev-test', message: 'Build a login.' });
+    const taskId = first.taskId;
+    const startOf = (memberIndex: number, runSeq = 1) => until(() => seen.find(([n, p]) => n === 'chat:start' && p.memberIndex === memberIndex && p.runSeq === runSeq));
+
+    await startOf(0);
+    expect(await taskStatus(taskId)).toMatchObject({ status: 'RUNNING', currentStage: 0, progress: 0 });
+    await startOf(1);
+    expect(await taskStatus(taskId)).toMatchObject({ status: 'RUNNING', currentStage: 1, progress: 33 });
+    await until(() => seen.find(([n, p]) => n === 'task:status' && p.status === 'PENDING_CONFIRMATION'));
+    expect(await taskStatus(taskId)).toMatchObject({ status: 'PENDING_CONFIRMATION', currentStage: 1, progress: 66, pendingConfirmation: { stage: 1, memberName: 'Developer' } });
+
+    await send(socket, 'chat:send', { clientMessageId: 'g-2', taskId, action: 'pipeline:confirm' });
+    await startOf(2);
+    expect(await taskStatus(taskId)).toMatchObject({ status: 'RUNNING', currentStage: 2, progress: 66 });
+    await until(() => seen.find(([n, p]) => n === 'task:status' && p.status === 'COMPLETED'));
+    expect(await taskStatus(taskId)).toMatchObject({ status: 'COMPLETED', currentStage: 2, progress: 100 });
+
+    const events = seen.filter(([n]) => n === 'task:status').map(([, p]) => p);
+    expect(events.map((p) => [p.status, p.currentStage ?? null])).toEqual([
+      ['PENDING', null],
+      ['RUNNING', null],
+      ['RUNNING', 0],
+      ['RUNNING', 1],
+      ['PENDING_CONFIRMATION', 1],
+      ['PENDING', 1],
+      ['RUNNING', null],
+      ['RUNNING', 2],
+      ['COMPLETED', 2],
+    ]);
+    // A stage start is a status change like any other: the version goes up by one each time.
+    expect(events.map((p) => p.statusVersion)).toEqual(events.map((_, i) => events[0].statusVersion + i));
+    for (const p of events.filter((p) => p.currentStage !== undefined && p.status === 'RUNNING')) expect(p).toMatchObject({ taskId, runId: first.runId, runSeq: 1, previousStatus: 'RUNNING', updatedAt: expect.any(String) });
+    // Each stage start comes before the stage's own chat:start.
+    const order = seen.filter(([n, p]) => (n === 'task:status' && p.currentStage !== undefined && p.status === 'RUNNING') || n === 'chat:start').map(([n, p]) => `${n}:${p.currentStage ?? p.memberIndex}`);
+    expect(order).toEqual(['task:status:0', 'chat:start:0', 'task:status:1', 'chat:start:1', 'task:status:2', 'chat:start:2']);
+
+    // A follow-up runs the last stage only: the stages before it count as finished.
+    const follow = await send(socket, 'chat:send', { clientMessageId: 'g-3', taskId, message: 'Test the logout too.' });
+    expect(follow).toMatchObject({ ok: true, runSeq: 2 });
+    await startOf(2, 2);
+    expect(await taskStatus(taskId)).toMatchObject({ status: 'RUNNING', runSeq: 2, currentStage: 2, progress: 66 });
+    await until(() => seen.find(([n, p]) => n === 'task:status' && p.status === 'COMPLETED' && p.runSeq === 2));
+    expect(await taskStatus(taskId)).toMatchObject({ status: 'COMPLETED', currentStage: 2, progress: 100 });
+  });
+
+  it('keeps the failed stage and the stages finished before it when a stage fails', async () => {
+    fake.reset();
+    fake.script(['Spec', { steps: [{ error: { status: 401 } }] }]);
+    const socket = await connected(alice.token);
+    const seen = record(socket);
+    const first = await send(socket, 'chat:send', { clientMessageId: 'g-4', team: 'spec-dev-test', message: 'Build a signup.' });
+    const failed = await until(() => seen.find(([n, p]) => n === 'task:status' && p.status === 'FAILED'));
+    expect(failed[1]).toMatchObject({ currentStage: 1, statusReason: 'MODEL_AUTH_FAILED' });
+    expect(await taskStatus(first.taskId)).toMatchObject({ status: 'FAILED', currentStage: 1, progress: 33 });
+    expect(seen.filter(([n]) => n === 'chat:start')).toHaveLength(2);
   });
 });

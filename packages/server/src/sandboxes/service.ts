@@ -259,6 +259,7 @@ export class SandboxService {
     private readonly log: Logger,
   ) {
     this.store = new SandboxStore(ctx.storage.db);
+    ctx.tasks.sandboxes = { current: (taskId) => this.currentOf(taskId) };
     const registers = [ctx.metrics.registry];
     const db = ctx.storage.db;
     new Gauge({
@@ -414,6 +415,7 @@ export class SandboxService {
     const task = await this.ctx.storage.db.selectFrom('task_state').select(['owner_id']).where('task_id', '=', taskId).executeTakeFirst();
     if (!task) throw new SandboxAcquireError('SANDBOX_UNAVAILABLE', 'the task no longer exists');
     const limits = { ...resolveLimits(shell, cfg.maxima), execTimeoutSeconds: shell.execTimeoutSeconds ?? 600 };
+    let queued = false;
     const request: AcquireRequest = {
       taskId,
       turnId: req.turnId,
@@ -422,7 +424,12 @@ export class SandboxService {
       workspaceMode: cfg.workspaceMode,
       publishPorts: shell.publishPorts,
       signal: req.signal,
-      onQueued: (position) => void this.publish({ taskId, sandboxId: null, state: 'Queued', queue: { position } }).catch(() => undefined),
+      onQueued: (position) => {
+        queued = true;
+        void this.publish({ taskId, sandboxId: null, state: 'Queued', queue: { position } }).catch(() => undefined);
+        // A run that has not started shows the wait as its task's queue (chat-protocol.md §10).
+        if (host) this.ctx.tasks.noteSandboxQueue(taskId, host.run.runSeq, position);
+      },
     };
     const workspace = await this.workspaceOf(taskId, task.owner_id);
     if (workspace) request.workspace = workspace;
@@ -433,6 +440,8 @@ export class SandboxService {
       if (req.signal.aborted) throw Object.assign(new Error('aborted'), { name: 'AbortError' });
       if (err instanceof SandboxError && err.code === 'SANDBOX_QUEUE_TIMEOUT') throw new SandboxAcquireError('SANDBOX_QUEUE_TIMEOUT', err.message);
       throw new SandboxAcquireError('SANDBOX_UNAVAILABLE', err instanceof Error ? err.message : String(err));
+    } finally {
+      if (queued && host) this.ctx.tasks.noteSandboxQueue(taskId, host.run.runSeq, null);
     }
     const session = new PoolSession(this, pool, record, req.turnId);
     // The turn's Model is reachable from inside through the gateway for the turn; release revokes it (sandbox.md §11).
@@ -521,6 +530,13 @@ export class SandboxService {
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       },
     });
+  }
+
+  /** The task's live sandbox, else its latest record, as `runtime.sandbox` (api.md §5.1). */
+  async currentOf(taskId: string): Promise<{ id: string; state: SandboxRecord['state'] } | null> {
+    const records = await this.store.list({ taskId });
+    const r = records.find((x) => x.state === 'Created' || x.state === 'Running') ?? records[0];
+    return r ? { id: r.id, state: r.state } : null;
   }
 
   /** GET /api/v1/sandboxes: own sandboxes; an admin's `all=true` lists everyone's. */

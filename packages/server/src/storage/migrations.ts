@@ -290,6 +290,12 @@ function migrations(dialect: DialectName): Record<string, Migration> {
           .execute();
       },
     },
+    // A pipeline task's progress (resources.md §17.2): finished stages ÷ stages, kept as its stages run.
+    '0005_task_progress': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('task_state').addColumn('progress', 'integer').execute();
+      },
+    },
   };
 }
 

@@ -93,6 +93,8 @@ export interface TaskStateTable {
   status_reason: string | null;
   error_message: string | null;
   current_stage: number | null;
+  /** Pipeline only (resources.md §17.2); null: 0, or 100 once the run ended. */
+  progress: number | null;
   pending_confirmation: string | null;
   usage: string | null;
   message_count: number;

@@ -17,6 +17,15 @@ export interface PipelineRunInput {
   retryOf?: { runSeq: number; stage: number };
 }
 
+/**
+ * The step a run is at: 0 for its first, +1 per confirmation (its job is `<runId>-<step>`, and the
+ * confirmation that starts a step stores it first, chat-protocol.md §5.1).
+ */
+export async function currentStepOf(db: Db, runId: string): Promise<number> {
+  const row = await db.selectFrom('runs').select('input').where('id', '=', runId).executeTakeFirst();
+  return row ? ((JSON.parse(row.input) as PipelineRunInput).confirmations?.length ?? 0) : 0;
+}
+
 /** `task_state.pending_confirmation` and `task:status.pendingConfirmation` (chat-protocol.md §6.1). */
 export interface PendingConfirmation {
   stage: number;

@@ -4,12 +4,16 @@ import type { EventBus } from '../infra/event-bus.js';
 import { BusChannels } from '../infra/event-bus.js';
 import type { TaskStatus } from './state-machine.js';
 import { taskStore } from './store.js';
+import { currentStepOf } from './pipeline-steps.js';
 
 const WORKER_LOST_MESSAGE = 'The server stopped while this answer was being written. The text so far is kept; use Retry to run it again.';
 
 /**
  * Resolves runs a previous process left behind (chat-protocol.md §13), before the server reports
- * ready: nothing is left RUNNING, CANCELLING, or PENDING without a job.
+ * ready: nothing is left RUNNING, CANCELLING, or PENDING without a job. Judged per run *step* (a
+ * pipeline run continues after each confirmation in a step of its own, job `<runId>-<step>`): only the
+ * turns of the run's current step count, so a continuation lost before it showed anything is re-queued
+ * as its own step even though earlier stages completed.
  */
 export async function recoverRuns(ctx: AppContext, queue: JobQueue, bus: EventBus): Promise<{ requeued: number; failed: number; cancelled: number; jobsRestored: number }> {
   const db = ctx.storage.db;
@@ -18,18 +22,27 @@ export async function recoverRuns(ctx: AppContext, queue: JobQueue, bus: EventBu
   const publish = (userId: string, taskId: string, name: string, payload: Record<string, unknown>) =>
     bus.publish(BusChannels.taskEvents(taskId), { name, taskId, ...(name === 'task:status' ? { userId } : {}), payload: { taskId, ...payload } });
   // In the embedded home every claimed job belongs to a process that is gone.
-  const orphaned = new Map((await queue.expired(Infinity)).map((j) => [j.runId, j]));
+  const orphaned = new Map((await queue.expired(Infinity)).map((j) => [j.id, j]));
   const states = await db.selectFrom('task_state').selectAll().where('deleted_at', 'is', null).where('status', 'in', ['PENDING', 'RUNNING', 'CANCELLING']).execute();
   for (const state of states) {
     const runId = state.run_id!;
-    const job = orphaned.get(runId);
+    const step = await currentStepOf(db, runId);
+    const jobId = `${runId}-${step}`;
+    const job = orphaned.get(jobId);
+    orphaned.delete(jobId);
     const turns = await taskStore.turnsOfRun(db, runId);
     const open = turns.filter((t) => t.status === 'PENDING' || t.status === 'RUNNING');
+    // The step's turns: its first (the job's) and every turn created after it. Earlier steps ended
+    // before this one was queued, so their turns are settled.
+    const firstId = job ? String(job.payload.subtaskId) : open[0]?.id;
+    const first = turns.find((t) => t.id === firstId);
+    const stepTurns = first ? turns.filter((t) => t.seq >= first.seq) : [];
+    const stepJob = { id: jobId, userId: state.owner_id, taskId: state.task_id, runId, runSeq: state.run_seq, step, payload: { subtaskId: first?.id } };
     const now = new Date().toISOString();
     if (state.status === 'PENDING') {
       if (job) await queue.release(job.id, job.workerId);
-      else if (!(await queue.get(`${runId}-0`))) {
-        await queue.enqueue({ id: `${runId}-0`, userId: state.owner_id, taskId: state.task_id, runId, runSeq: state.run_seq, step: 0, payload: { subtaskId: open[0]?.id ?? turns[0]?.id } });
+      else if (first && !(await queue.get(jobId))) {
+        await queue.enqueue(stepJob);
         counts.jobsRestored++;
       }
       continue;
@@ -47,18 +60,21 @@ export async function recoverRuns(ctx: AppContext, queue: JobQueue, bus: EventBu
       continue;
     }
     // RUNNING: re-queue a step that produced nothing observable on its first attempt; else fail it.
-    const observable = turns.some((t) => t.status === 'COMPLETED' || t.content !== '' || t.reasoning !== '' || t.blocks !== '[]');
-    const attempt = Math.max(1, ...open.map((t) => t.attempt));
-    if (!observable && attempt < 2) {
-      for (const t of open) await sm.transitionTurn(db, t.id, 'PENDING', { attempt: t.attempt + 1 }, ['RUNNING']);
-      await db.updateTable('messages').set({ attempt: attempt + 1 }).where('run_id', '=', runId).where('status', '=', 'PENDING').execute();
+    const stepOpen = stepTurns.filter((t) => t.status === 'PENDING' || t.status === 'RUNNING');
+    const observable = stepTurns.some((t) => t.status === 'COMPLETED' || t.content !== '' || t.reasoning !== '' || t.blocks !== '[]');
+    const attempt = Math.max(1, ...stepOpen.map((t) => t.attempt));
+    if (first && stepOpen.length > 0 && !observable && attempt < 2) {
+      for (const t of stepOpen) await sm.transitionTurn(db, t.id, 'PENDING', { attempt: t.attempt + 1 }, ['RUNNING']);
+      await db.updateTable('messages').set({ attempt: attempt + 1 }).where('id', 'in', stepOpen.map((t) => t.id)).where('status', '=', 'PENDING').execute();
       const moved = await sm.transitionTask(db, { taskId: state.task_id, runSeq: state.run_seq, to: 'PENDING', reason: 'WORKER_LOST', onlyFrom: ['RUNNING'] });
+      await db.updateTable('runs').set({ status: 'PENDING', lease_owner: null }).where('id', '=', runId).execute();
       if (job) await queue.release(job.id, job.workerId);
-      else await queue.enqueue({ id: `${runId}-0`, userId: state.owner_id, taskId: state.task_id, runId, runSeq: state.run_seq, step: 0, payload: { subtaskId: open[0]?.id ?? turns[0]?.id } });
+      else await queue.enqueue(stepJob);
       if (moved) await publish(state.owner_id, state.task_id, 'task:status', { runId, runSeq: state.run_seq, status: 'PENDING', previousStatus: 'RUNNING', statusVersion: moved.statusVersion, statusReason: 'WORKER_LOST', updatedAt: moved.updatedAt });
       counts.requeued++;
       continue;
     }
+    // Every open turn of the run is one of this step's (see above): none is left without a worker.
     for (const t of open) {
       if (await sm.transitionTurn(db, t.id, 'FAILED', { status_reason: 'WORKER_LOST', error: JSON.stringify({ code: 'WORKER_LOST', message: WORKER_LOST_MESSAGE }), completed_at: now })) {
         await publish(state.owner_id, state.task_id, 'chat:error', { subtaskId: t.id, runSeq: t.run_seq, seq: 1, status: 'FAILED', code: 'WORKER_LOST', message: WORKER_LOST_MESSAGE, retryable: true, offset: t.content.length, partialText: t.content, completedAt: now });
@@ -70,6 +86,9 @@ export async function recoverRuns(ctx: AppContext, queue: JobQueue, bus: EventBu
     if (job) await queue.complete(job.id, job.workerId);
     counts.failed++;
   }
+  // A claimed job no live step needs (its run settled, or moved on, before the job was dropped) would
+  // hold its user's running slot for ever: drop it.
+  for (const job of orphaned.values()) await queue.complete(job.id, job.workerId);
   return counts;
 }
 
@@ -102,7 +121,7 @@ export async function sweepRuns(ctx: AppContext, queue: JobQueue, bus: EventBus,
       }
     }
     const moved = await sm.transitionTask(db, { taskId: state.task_id, runSeq: state.run_seq, to, reason: code, errorMessage: cancelling ? undefined : 'no capacity became free in time' });
-    await queue.remove(`${runId}-0`);
+    await queue.remove(`${runId}-${await currentStepOf(db, runId)}`);
     if (moved) await bus.publish(BusChannels.taskEvents(state.task_id), { name: 'task:status', userId: state.owner_id, taskId: state.task_id, payload: { taskId: state.task_id, runId, runSeq: state.run_seq, status: to, previousStatus: state.status, statusVersion: moved.statusVersion, statusReason: code, updatedAt: moved.updatedAt } });
   }
 }

@@ -25,6 +25,26 @@ export interface RunScheduler {
   wake(): void;
 }
 
+/** What the sandboxes know of a task (set by the sandbox service, sandboxes/service.ts). */
+export interface TaskSandboxes {
+  /** The task's live sandbox, else its latest one, as the runtime shows it (api.md §5.1). */
+  current(taskId: string): Promise<TaskRuntime['sandbox']>;
+}
+
+/** A run of the task waiting for a sandbox slot (chat-protocol.md §10 "Sandbox waits"). */
+interface SandboxWait {
+  runSeq: number;
+  /** The position now; null once the wait is over (granted, given up). */
+  position: number | null;
+  /** What clients were last told (undefined: nothing yet). */
+  sent?: number | null;
+  sentAt: number;
+  timer?: NodeJS.Timeout;
+}
+
+/** Queue positions are re-sent at most once per second per task (chat-protocol.md §6.1). */
+const QUEUE_RESEND_MS = 1000;
+
 /** A server event for clients: to the user's room, the task's room, or both (chat-protocol.md §3, §6). */
 export interface ClientEvent {
   name: string;
@@ -73,6 +93,9 @@ export class TaskService {
   readonly stateMachine: TaskStateMachine;
   notifier: ClientNotifier = { emit: () => undefined };
   scheduler?: RunScheduler;
+  sandboxes?: TaskSandboxes;
+  /** Runs of this process waiting for a sandbox slot, by task. */
+  private readonly sandboxWaits = new Map<string, SandboxWait>();
 
   constructor(
     readonly storage: Storage,
@@ -354,8 +377,14 @@ export class TaskService {
     if (status === 'PENDING' || status === 'PENDING_CONFIRMATION') {
       if (status === 'PENDING' && state.run_id && this.scheduler) {
         const removed = await this.scheduler.removeWaiting(`${state.run_id}-0`);
-        // A worker already holds the job: it aborts like a running one.
-        if (!removed && (await this.hasClaimedJob(state.run_id))) return this.requestCancel(userId, state, reason);
+        // A worker already holds the job but has not started the run (it may be waiting for a sandbox):
+        // the run ends CANCELLED at once and the worker is told to abort (chat-protocol.md §11 step 2).
+        if (!removed && (await this.hasClaimedJob(state.run_id))) {
+          const result = await this.cancelNow(userId, state, reason);
+          if (result.changed) this.cancelRunning(taskId, state.run_seq, reason);
+          else if (result.status === 'RUNNING') return this.requestCancel(userId, state, reason);
+          return result;
+        }
       }
       return this.cancelNow(userId, state, reason);
     }
@@ -492,7 +521,7 @@ export class TaskService {
       statusVersion: state.status_version,
       messageCount: state.message_count,
       teamDeleted: state.team_deleted === 1,
-      progress: TERMINAL_TASK_STATUSES.has(state.status as TaskStatus) ? 100 : 0,
+      progress: state.progress ?? (TERMINAL_TASK_STATUSES.has(state.status as TaskStatus) ? 100 : 0),
       createdAt: state.created_at,
       updatedAt: state.updated_at,
     };
@@ -542,8 +571,73 @@ export class TaskService {
       statusUpdatedAt: state.updated_at,
       activeStreams,
       pendingConfirmation: state.pending_confirmation ? JSON.parse(state.pending_confirmation) : null,
-      queue: state.status === 'PENDING' && this.scheduler ? await this.scheduler.queuePosition(taskId) : null,
-      sandbox: null,
+      queue: state.status === 'PENDING' ? (this.sandboxQueueOf(taskId, state.run_seq) ?? (this.scheduler ? await this.scheduler.queuePosition(taskId) : null)) : null,
+      sandbox: this.sandboxes ? await this.sandboxes.current(taskId) : null,
     };
+  }
+
+  /** The sandbox wait of run `runSeq` of the task, when it is waiting in this process. */
+  private sandboxQueueOf(taskId: string, runSeq: number): TaskRuntime['queue'] {
+    const w = this.sandboxWaits.get(taskId);
+    return w && w.runSeq === runSeq && w.position !== null ? { position: w.position, reason: 'sandbox' } : null;
+  }
+
+  /**
+   * A turn of the task's run `runSeq` waits for a sandbox slot at `position`, or (null) no longer does.
+   * While the run has not started, the task shows it: PENDING with `queue: {reason: "sandbox", position}`
+   * and a `task:status` for each change, at most one a second (chat-protocol.md §6.1, §10). A run that
+   * is already RUNNING (a Chat turn's first sandbox tool call) keeps its status; only `sandbox:status`
+   * reports that wait.
+   */
+  noteSandboxQueue(taskId: string, runSeq: number, position: number | null): void {
+    let w = this.sandboxWaits.get(taskId);
+    if (!w || w.runSeq !== runSeq) {
+      if (position === null) return;
+      if (w) clearTimeout(w.timer);
+      w = { runSeq, position, sentAt: 0 };
+      this.sandboxWaits.set(taskId, w);
+    }
+    w.position = position;
+    if (w.timer) return; // a send is due; it sends the latest position
+    const wait = w;
+    wait.timer = setTimeout(() => {
+      wait.timer = undefined;
+      void this.sendSandboxQueue(taskId, wait).catch((err) => this.log.warn({ err, taskId }, 'publishing a sandbox queue position failed'));
+    }, Math.max(0, wait.sentAt + QUEUE_RESEND_MS - Date.now()));
+    wait.timer.unref();
+  }
+
+  private async sendSandboxQueue(taskId: string, w: SandboxWait): Promise<void> {
+    if (this.sandboxWaits.get(taskId) !== w) return;
+    const position = w.position;
+    if (position === null) this.sandboxWaits.delete(taskId);
+    // Nothing new to say: the position did not change, or a wait that was never shown ended.
+    if (w.sent === position || (w.sent === undefined && position === null)) return;
+    w.sent = position;
+    w.sentAt = Date.now();
+    const bumped = await this.bumpPendingVersion(taskId, w.runSeq);
+    if (!bumped) return; // the run started, ended or was replaced meanwhile: its own status says so
+    const queue = position === null ? {} : { queue: { position, reason: 'sandbox' } };
+    this.notifier.emit(this.statusEvent(bumped.owner_id, taskId, bumped.run_id, w.runSeq, 'PENDING', 'PENDING', bumped.status_version, bumped.updated_at, queue));
+  }
+
+  /**
+   * A queue position update of a PENDING run: `statusVersion` + 1 (chat-protocol.md §6.1), by
+   * compare-and-set on (run, PENDING, version) so that it never follows the run's start. The status
+   * itself does not change, so `updatedAt` — from which the queue timeout counts — stays.
+   */
+  private async bumpPendingVersion(taskId: string, runSeq: number): Promise<Database['task_state'] | undefined> {
+    const db = this.storage.db;
+    const current = await taskStore.state(db, taskId);
+    if (!current || current.run_seq !== runSeq || current.status !== 'PENDING') return undefined;
+    const result = await db
+      .updateTable('task_state')
+      .set({ status_version: current.status_version + 1 })
+      .where('task_id', '=', taskId)
+      .where('run_seq', '=', runSeq)
+      .where('status', '=', 'PENDING')
+      .where('status_version', '=', current.status_version)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1 ? { ...current, status_version: current.status_version + 1 } : undefined;
   }
 }

@@ -123,7 +123,7 @@ export class TaskStateMachine {
     const now = new Date().toISOString();
     const result = await db
       .updateTable('task_state')
-      .set({ status: 'PENDING', run_seq: runSeq, run_id: runId, status_version: current.status_version + 1, status_reason: null, error_message: null, completed_at: null, pending_confirmation: null, updated_at: now })
+      .set({ status: 'PENDING', run_seq: runSeq, run_id: runId, status_version: current.status_version + 1, status_reason: null, error_message: null, completed_at: null, pending_confirmation: null, progress: null, updated_at: now })
       .where('task_id', '=', taskId)
       .where('run_seq', '=', runSeq - 1)
       .where('status_version', '=', current.status_version)

@@ -39,6 +39,8 @@ interface TurnState {
   bot?: { name: string; namespace: string };
   memberIndex?: number;
   memberName?: string;
+  /** The pipeline stage this turn runs, when it is one. */
+  stage?: number;
   model?: { name: string; namespace: string; protocol: string; modelId: string } | null;
 }
 
@@ -59,6 +61,8 @@ export class TurnRecorder implements RunHost {
 
   /** Set on graceful shutdown: a turn the runtime reports cancelled failed with WORKER_LOST instead. */
   shuttingDown = false;
+  /** A pipeline run (from `run.started`): its stage count and the stage that runs or ran last. */
+  private pipeline?: { stages: number; current?: number };
   private firstTurnUsed = false;
   private timer: NodeJS.Timeout;
   /** Serialises event handling so storage and the bus see events in order. */
@@ -136,9 +140,18 @@ export class TurnRecorder implements RunHost {
     const e = event as RuntimeEvent & Record<string, unknown>;
     const t = this.turn(e.turnId as string | undefined);
     switch (event.type) {
+      case 'run.started': {
+        const ev = event as Extract<RuntimeEvent, { type: 'run.started' }>;
+        if (ev.mode === 'pipeline' && ev.memberCount > 0) this.pipeline = { stages: ev.memberCount };
+        return;
+      }
       case 'member.started': {
         if (!t) return;
         const ev = event as Extract<RuntimeEvent, { type: 'member.started' }>;
+        if (this.pipeline && ev.purpose === 'answer') {
+          t.stage = ev.memberIndex;
+          await this.enterStage(ev.memberIndex);
+        }
         t.startedAt = Date.now();
         t.bot = { name: ev.bot.name, namespace: ev.bot.namespace };
         t.memberIndex = ev.memberIndex;
@@ -236,9 +249,46 @@ export class TurnRecorder implements RunHost {
         if (!t || t.ended) return;
         await this.finish(t, event);
         return;
+      case 'member.finished': {
+        const ev = event as Extract<RuntimeEvent, { type: 'member.finished' }>;
+        // A completed stage counts as finished (progress = finished stages ÷ stages).
+        if (this.pipeline && t?.stage !== undefined && ev.status === 'COMPLETED') {
+          await this.ctx.storage.db.updateTable('task_state').set({ progress: this.progressOf(t.stage + 1) }).where('task_id', '=', this.job.taskId).where('run_seq', '=', this.job.runSeq).execute();
+        }
+        return;
+      }
       default:
         return;
     }
+  }
+
+  private progressOf(finishedStages: number): number {
+    return Math.floor((Math.min(finishedStages, this.pipeline!.stages) * 100) / this.pipeline!.stages);
+  }
+
+  /**
+   * A pipeline stage starts (resources.md §17.2): `currentStage` becomes it and `progress` counts the
+   * stages before it as finished (run here, or carried from the paused, retried or revised run). A
+   * status change like any other: compare-and-set, `statusVersion` + 1 and a `task:status`.
+   */
+  private async enterStage(stage: number): Promise<void> {
+    this.pipeline!.current = stage;
+    const db = this.ctx.storage.db;
+    const state = await db.selectFrom('task_state').select(['status', 'status_version', 'status_reason']).where('task_id', '=', this.job.taskId).where('run_seq', '=', this.job.runSeq).executeTakeFirst();
+    // A run being cancelled or already settled keeps the status it has.
+    if (state?.status !== 'RUNNING') return;
+    const updatedAt = new Date().toISOString();
+    const statusVersion = state.status_version + 1;
+    const result = await db
+      .updateTable('task_state')
+      .set({ current_stage: stage, progress: this.progressOf(stage), status_version: statusVersion, updated_at: updatedAt })
+      .where('task_id', '=', this.job.taskId)
+      .where('run_seq', '=', this.job.runSeq)
+      .where('status', '=', 'RUNNING')
+      .where('status_version', '=', state.status_version)
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) !== 1) return;
+    await this.publish('task:status', { runId: this.job.runId, runSeq: this.job.runSeq, status: 'RUNNING', previousStatus: 'RUNNING', statusVersion, ...(state.status_reason ? { statusReason: state.status_reason } : {}), currentStage: stage, updatedAt }, true);
   }
 
   /** Writes the text so far when it changed (at least once a second while streaming, §12). */
@@ -355,6 +405,8 @@ export class TurnRecorder implements RunHost {
 
   /** Publishes a task status change to the user's and the task's rooms. */
   async publishStatus(payload: Record<string, unknown>): Promise<void> {
-    await this.enqueue(() => this.publish('task:status', payload, true));
+    // A pipeline's later status changes keep naming the stage that ran last.
+    const stage = this.pipeline?.current;
+    await this.enqueue(() => this.publish('task:status', stage !== undefined && payload.currentStage === undefined ? { ...payload, currentStage: stage } : payload, true));
   }
 }

@@ -10,6 +10,29 @@ import { TurnRecorder } from './turn-recorder.js';
 import { buildRunRequest, ResolutionError } from './resolve.js';
 import { pendingConfirmationOf } from './pipeline-steps.js';
 
+/**
+ * Events that do not show a turn begun: the run's own (`run.*`), and a turn ending before it started
+ * (not resolvable, no sandbox, cancelled first).
+ */
+const NOT_A_START: ReadonlySet<string> = new Set(['turn.failed', 'turn.cancelled', 'member.finished']);
+const beginsTurn = (type: string) => !type.startsWith('run.') && !NOT_A_START.has(type);
+
+/** The recorder as the run's host, starting the run (once) before the first event of a turn that begins. */
+function startingOnFirstTurn(recorder: TurnRecorder, start: () => Promise<void>): RunHost {
+  return new Proxy(recorder, {
+    get(target, prop) {
+      if (prop === 'emit') {
+        return async (event: Parameters<RunHost['emit']>[0]) => {
+          if (beginsTurn(event.type)) await start();
+          return target.emit(event);
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
 export type ExecuteRun = (request: RunRequest, host: RunHost, signal: AbortSignal) => Promise<RunOutcome>;
 
 export interface RunWorkerOptions {
@@ -122,23 +145,21 @@ export class RunWorker {
   }
 
   private async execute(job: ClaimedJob, controller: AbortController): Promise<void> {
-    const sm = this.ctx.tasks.stateMachine;
     const db = this.ctx.storage.db;
     let recorder: TurnRecorder | undefined;
+    let start: (() => Promise<void>) | undefined;
     try {
       const state = await taskStore.state(db, job.taskId);
       if (!state || state.run_seq !== job.runSeq || state.status !== 'PENDING') return;
-      const startedAt = new Date().toISOString();
-      const moved = await sm.transitionTask(db, { taskId: job.taskId, runSeq: job.runSeq, to: 'RUNNING', onlyFrom: ['PENDING'], extra: { started_at: state.started_at ?? startedAt } });
-      if (!moved) return;
-      await db.updateTable('runs').set({ status: 'RUNNING', lease_owner: this.opts.workerId }).where('id', '=', job.runId).execute();
+      await db.updateTable('runs').set({ lease_owner: this.opts.workerId }).where('id', '=', job.runId).execute();
       const firstTurnId = String(job.payload.subtaskId);
       recorder = new TurnRecorder(this.ctx, this.cache, this.bus, { userId: job.userId, taskId: job.taskId, runId: job.runId, runSeq: job.runSeq, firstTurnId });
       const rec = recorder;
       controller.signal.addEventListener('abort', () => {
         if (controller.signal.reason === SHUTDOWN) rec.shuttingDown = true;
       });
-      await recorder.publishStatus({ runId: job.runId, runSeq: job.runSeq, status: 'RUNNING', previousStatus: moved.previous, statusVersion: moved.statusVersion, updatedAt: moved.updatedAt });
+      let starting: Promise<void> | undefined;
+      start = () => (starting ??= this.startRun(job, state.started_at, rec));
 
       const run = await db.selectFrom('runs').selectAll().where('id', '=', job.runId).executeTakeFirstOrThrow();
       const taskRow = (await this.ctx.resources.store.findLiveByUid(job.taskId))!;
@@ -149,14 +170,14 @@ export class RunWorker {
         const request = await buildRunRequest(this.ctx, { id: job.taskId, ownerId: taskRow.ownerId, namespace: taskRow.namespace, spec: this.ctx.resources.clearSpecOf(taskRow) }, { id: job.runId, runSeq: job.runSeq, input: JSON.parse(run.input) }, firstTurn?.attempt ?? 1);
         recorder.describeMembers(request.members);
         mode = request.mode;
-        outcome = await this.opts.executeRun(request, recorder, controller.signal);
+        outcome = await this.opts.executeRun(request, startingOnFirstTurn(recorder, start), controller.signal);
       } catch (e) {
         if (!(e instanceof ResolutionError)) throw e;
         outcome = { status: 'failed', error: { code: e.code, message: e.message } };
       }
       await recorder.close();
       await this.settleOpenTurns(recorder, outcome, controller, job.runId);
-      await this.finishRun(job, outcome, controller, recorder, mode);
+      await this.finishRun(job, outcome, controller, recorder, mode, start);
     } catch (err) {
       this.log.error({ err, taskId: job.taskId }, 'a run step failed unexpectedly');
       if (recorder) {
@@ -169,6 +190,18 @@ export class RunWorker {
       await this.queue.complete(job.id, this.opts.workerId).catch(() => undefined);
       this.pump();
     }
+  }
+
+  /**
+   * PENDING → RUNNING when the run's first turn begins (chat-protocol.md §9.3): a Code turn begins only
+   * once its sandbox is Running, so while it waits for a slot the task stays PENDING (§10).
+   */
+  private async startRun(job: ClaimedJob, startedAt: string | null, recorder: TurnRecorder): Promise<void> {
+    const db = this.ctx.storage.db;
+    const moved = await this.ctx.tasks.stateMachine.transitionTask(db, { taskId: job.taskId, runSeq: job.runSeq, to: 'RUNNING', onlyFrom: ['PENDING'], extra: { started_at: startedAt ?? new Date().toISOString() } });
+    if (!moved) return; // cancelled (or otherwise ended) before it began: its status says so already
+    await db.updateTable('runs').set({ status: 'RUNNING' }).where('id', '=', job.runId).execute();
+    await recorder.publishStatus({ runId: job.runId, runSeq: job.runSeq, status: 'RUNNING', previousStatus: moved.previous, statusVersion: moved.statusVersion, updatedAt: moved.updatedAt });
   }
 
   /**
@@ -186,11 +219,18 @@ export class RunWorker {
   }
 
   /** Moves the task by the run's outcome (chat-protocol.md §9.3) and publishes the change. */
-  private async finishRun(job: ClaimedJob, outcome: RunOutcome, controller: AbortController, recorder?: TurnRecorder, mode = 'solo'): Promise<void> {
+  private async finishRun(job: ClaimedJob, outcome: RunOutcome, controller: AbortController, recorder?: TurnRecorder, mode = 'solo', start?: () => Promise<void>): Promise<void> {
     const sm = this.ctx.tasks.stateMachine;
     const db = this.ctx.storage.db;
-    const state = await taskStore.state(db, job.taskId);
+    let state = await taskStore.state(db, job.taskId);
     if (!state || state.run_seq !== job.runSeq) return;
+    // A run that ends before any turn began fails or is cancelled straight from PENDING; one that
+    // completes or pauses has run, whatever its turns reported.
+    if (state.status === 'PENDING' && start && (outcome.status === 'completed' || outcome.status === 'paused') && controller.signal.reason !== SHUTDOWN) {
+      await start();
+      state = await taskStore.state(db, job.taskId);
+      if (!state || state.run_seq !== job.runSeq) return;
+    }
     let to: TaskStatus;
     let reason: string | undefined;
     let message: string | undefined;
