@@ -74,15 +74,23 @@ export async function callModel(request: ModelCallRequest): Promise<ModelCallRes
     timeout ??= 'total';
     controller.abort();
   }, request.totalTimeoutMs);
+  // The idle timer is re-armed lazily: a part only records when it came (streams deliver thousands of
+  // parts a second; re-creating a timer for each showed in profiles). When the timer fires early it waits
+  // out the rest of the idle time since the last part.
+  let lastPartAt = Date.now();
   let idleTimer: ReturnType<typeof setTimeout> | undefined;
-  const resetIdle = () => {
-    if (idleTimer) clearTimeout(idleTimer);
+  const armIdle = (ms: number) => {
     idleTimer = setTimeout(() => {
+      const quietFor = Date.now() - lastPartAt;
+      if (quietFor < request.idleTimeoutMs) return armIdle(request.idleTimeoutMs - quietFor);
       timeout ??= 'idle';
       controller.abort();
-    }, request.idleTimeoutMs);
+    }, ms);
   };
-  resetIdle();
+  const resetIdle = () => {
+    lastPartAt = Date.now();
+  };
+  armIdle(request.idleTimeoutMs);
   const aborted = new Promise<'aborted'>((resolve) => controller.signal.addEventListener('abort', () => resolve('aborted'), { once: true }));
 
   let text = '';
@@ -103,9 +111,13 @@ export async function callModel(request: ModelCallRequest): Promise<ModelCallRes
       afterResponse = true;
       resetIdle();
       reader = started.stream.getReader();
+      // An abort ends a pending read at once (cancel resolves it as done), even from a provider stream
+      // that would not notice the signal itself.
+      const cancelRead = () => void reader?.cancel().catch(() => {});
+      controller.signal.addEventListener('abort', cancelRead, { once: true });
       for (;;) {
-        const next = await Promise.race([reader.read(), aborted]);
-        if (next === 'aborted' || next.done) break;
+        const next = await reader.read();
+        if (next.done || controller.signal.aborted) break;
         const part = next.value;
         resetIdle();
         switch (part.type) {

@@ -14,21 +14,60 @@ export type TurnEventInput = DistributiveOmit<Exclude<RuntimeEvent, { type: `run
  * order, even when tools running concurrently report at once.
  */
 export class EventSink {
-  #chain: Promise<void> = Promise.resolve();
+  /** The host's last `emit` still in progress, if it returned a promise; later events wait for it. */
+  #pending: Promise<void> | undefined;
 
   constructor(
     private readonly host: RunHost,
     private readonly ids: { taskId: string; runId: string; runSeq: number },
   ) {}
 
+  #atMs = NaN;
+  #atText = '';
+
+  /** The host's clock as ISO text, formatted once per millisecond (streams emit many events in one). */
+  #at(): string {
+    const now = this.host.now();
+    const ms = now.getTime();
+    if (ms !== this.#atMs) {
+      this.#atMs = ms;
+      this.#atText = now.toISOString();
+    }
+    return this.#atText;
+  }
+
   #send(event: RuntimeEvent): Promise<void> {
-    const next = this.#chain.then(() => this.host.emit(event));
-    this.#chain = next.catch(() => {});
-    return next;
+    if (this.#pending) return this.#after(this.#pending, event);
+    // Nothing in flight: hand the event over now. A host that takes it synchronously (the run thread's)
+    // costs no promise per streamed chunk.
+    let result: void | Promise<void>;
+    try {
+      result = this.host.emit(event);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return result instanceof Promise ? this.#track(result) : RESOLVED;
+  }
+
+  #after(previous: Promise<void>, event: RuntimeEvent): Promise<void> {
+    return this.#track(previous.catch(() => {}).then(() => this.host.emit(event)));
+  }
+
+  #track(call: Promise<void>): Promise<void> {
+    const settled: Promise<void> = call.then(
+      () => {
+        if (this.#pending === settled) this.#pending = undefined;
+      },
+      () => {
+        if (this.#pending === settled) this.#pending = undefined;
+      },
+    );
+    this.#pending = settled;
+    return call;
   }
 
   #envelope() {
-    return { taskId: this.ids.taskId, runId: this.ids.runId, runSeq: this.ids.runSeq, at: this.host.now().toISOString() };
+    return { taskId: this.ids.taskId, runId: this.ids.runId, runSeq: this.ids.runSeq, at: this.#at() };
   }
 
   /** Emits a run-level event. */
@@ -43,6 +82,7 @@ export class EventSink {
 }
 
 const TERMINAL = new Set(['turn.done', 'turn.failed', 'turn.cancelled']);
+const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Emits one turn's events: exactly one terminal event, then only `member.finished`; anything later is dropped. */
 export class TurnReporter {

@@ -6,8 +6,11 @@ import { isHighSurrogate } from '../prompt/text-forms.js';
  * UTF-16 offsets never see half a character (runtime.md §3.2, chat-protocol.md §7.1).
  */
 export class StreamTextBuffer {
+  // The whole text is only ever appended to (a cheap rope): reading a character of it would flatten it,
+  // copying the answer so far on every delta. The surrogate check looks at the new piece only.
   #text = '';
-  #emitted = 0;
+  /** A high surrogate received last and not handed out yet ('' or one code unit). */
+  #held = '';
 
   /** All text received so far, including a held-back code unit. */
   get text(): string {
@@ -18,18 +21,19 @@ export class StreamTextBuffer {
   push(delta: string): string {
     if (delta === '') return '';
     this.#text += delta;
-    let end = this.#text.length;
-    if (isHighSurrogate(this.#text.charCodeAt(end - 1))) end -= 1;
-    if (end <= this.#emitted) return '';
-    const out = this.#text.slice(this.#emitted, end);
-    this.#emitted = end;
+    let out = this.#held + delta;
+    this.#held = '';
+    if (isHighSurrogate(out.charCodeAt(out.length - 1))) {
+      this.#held = out.slice(-1);
+      out = out.slice(0, -1);
+    }
     return out;
   }
 
   /** Everything not yet emitted (the held-back code unit at the end of the turn). */
   flush(): string {
-    const out = this.#text.slice(this.#emitted);
-    this.#emitted = this.#text.length;
+    const out = this.#held;
+    this.#held = '';
     return out;
   }
 }

@@ -111,6 +111,13 @@ export function runExec(body: ExecBody, res: ServerResponse): void {
     child[stream].on('error', () => undefined);
   }
 
+  // Both pipes closed: nothing more can arrive, so the result need not wait the full drain time.
+  const pipesClosed = Promise.all(
+    (['stdout', 'stderr'] as const).map((s) => new Promise<void>((resolve) => {
+      child[s].once('end', resolve);
+      child[s].once('close', resolve);
+    })),
+  );
   const timer = setTimeout(() => { timedOut = true; void kill(); }, timeoutMs);
   // A client that goes away (cancel) takes the command with it.
   res.on('close', () => { if (!res.writableFinished) { cancelled = true; void kill(); } });
@@ -133,8 +140,11 @@ export function runExec(body: ExecBody, res: ServerResponse): void {
     clearTimeout(timer);
     if (failed) return;
     void (async () => {
-      // Output still arriving shortly after the shell's exit is collected; a killed group is awaited.
-      await new Promise((r) => setTimeout(r, DRAIN_MS));
+      // Output still arriving shortly after the shell's exit is collected (at most DRAIN_MS: a background
+      // process may hold the pipes open); a killed group is awaited.
+      let drain: NodeJS.Timeout | undefined;
+      await Promise.race([pipesClosed, new Promise((r) => { drain = setTimeout(r, DRAIN_MS); })]);
+      clearTimeout(drain);
       if (killing) await killing;
       child.stdout.destroy();
       child.stderr.destroy();

@@ -1,7 +1,8 @@
 /**
  * The `bwrap` driver (sandbox.md §4.2): bubblewrap namespaces, a per-sandbox cgroup for memory /
- * pids / CPU, rlimits through `prlimit`. Run by root, it drops to an unprivileged host user with
- * `setpriv` after joining the cgroup, so the sandbox user is never host root.
+ * pids / CPU, rlimits set by the launcher shell (`ulimit`: the setrlimit `prlimit` would make). Run by
+ * root, it drops to an unprivileged host user with `setpriv` after joining the cgroup, so the sandbox
+ * user is never host root.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';

@@ -38,6 +38,7 @@ import type { AppContext } from '../app.js';
 import { NotFoundError, ValidationError } from '../errors.js';
 import { BusChannels, type EventBus } from '../infra/event-bus.js';
 import { SkillService } from '../skills/service.js';
+import { boundGetter } from '../tasks/host-proxy.js';
 import { SandboxStore } from './store.js';
 
 /** Who is asking (REST): admins may read and stop every sandbox (api.md §11). */
@@ -522,14 +523,7 @@ export class SandboxService {
     const emit: RunHost['emit'] = (event) => host.emit(event);
     const acquireSandbox: RunHost['acquireSandbox'] = (req) => this.acquire(run.taskId, req, { run, emit });
     const loadSkillPackage: RunHost['loadSkillPackage'] = (skill) => this.skillPackage(skill);
-    return new Proxy(host, {
-      get(target, prop) {
-        if (prop === 'acquireSandbox') return acquireSandbox;
-        if (prop === 'loadSkillPackage') return loadSkillPackage;
-        const value: unknown = Reflect.get(target, prop, target);
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-      },
-    });
+    return new Proxy(host, { get: boundGetter<H>({ acquireSandbox, loadSkillPackage }) });
   }
 
   /** The task's live sandbox, else its latest record, as `runtime.sandbox` (api.md §5.1). */

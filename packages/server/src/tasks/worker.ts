@@ -9,6 +9,7 @@ import { taskStore } from './store.js';
 import { TurnRecorder } from './turn-recorder.js';
 import { buildRunRequest, ResolutionError } from './resolve.js';
 import { pendingConfirmationOf } from './pipeline-steps.js';
+import { boundGetter } from './host-proxy.js';
 
 /**
  * Events that do not show a turn begun: the run's own (`run.*`), and a turn ending before it started
@@ -19,19 +20,18 @@ const beginsTurn = (type: string) => !type.startsWith('run.') && !NOT_A_START.ha
 
 /** The recorder as the run's host, starting the run (once) before the first event of a turn that begins. */
 function startingOnFirstTurn(recorder: TurnRecorder, start: () => Promise<void>): RunHost {
-  return new Proxy(recorder, {
-    get(target, prop) {
-      if (prop === 'emit') {
-        return async (event: Parameters<RunHost['emit']>[0]) => {
-          if (beginsTurn(event.type)) await start();
-          return target.emit(event);
-        };
-      }
-      const value: unknown = Reflect.get(target, prop, target);
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-    },
-  });
+  // Built once: `emit` is read for every streamed chunk, and after the start it only passes events on.
+  let started = false;
+  const emit: RunHost['emit'] = (event) => {
+    if (started || !beginsTurn(event.type)) return recorder.emit(event);
+    return start().then(() => {
+      started = true;
+      return recorder.emit(event);
+    });
+  };
+  return new Proxy(recorder, { get: boundGetter<TurnRecorder>({ emit }) });
 }
+
 
 export type ExecuteRun = (request: RunRequest, host: RunHost, signal: AbortSignal) => Promise<RunOutcome>;
 
