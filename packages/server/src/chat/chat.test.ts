@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { io as connect, type Socket } from 'socket.io-client';
 import { startFakeModelServer, type FakeModelServer } from '@wegent/runtime/testing';
 import { startTestServer, type TestServer } from '../testing/server.js';
+import { connected as connectTo, disconnectAll, openChat, send, seenBy as record } from '../testing/chat-client.js';
 import { until } from '../testing/wait.js';
 import { fakeTeamManifest } from '../testing/fake-team.js';
 
@@ -9,31 +9,8 @@ let server: TestServer;
 let fake: FakeModelServer;
 let alice: { id: string; token: string };
 let bob: { id: string; token: string };
-const sockets: Socket[] = [];
-
-function open(token: string | undefined, extra: Record<string, unknown> = {}): Socket {
-  const socket = connect(`${server.url}/chat`, { path: '/socket.io', transports: ['websocket'], auth: token ? { token } : {}, reconnection: false, forceNew: true, ...extra });
-  sockets.push(socket);
-  return socket;
-}
-
-async function connected(token: string): Promise<Socket> {
-  const socket = open(token);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('connect_error', (e) => reject(e));
-  });
-  return socket;
-}
-
-const send = (socket: Socket, event: string, payload: unknown) => socket.timeout(10_000).emitWithAck(event, payload) as Promise<any>;
-
-/** Collects every event of a socket in arrival order. */
-function record(socket: Socket): Array<[string, any]> {
-  const seen: Array<[string, any]> = [];
-  socket.onAny((name, payload) => seen.push([name, payload]));
-  return seen;
-}
+const open = (token: string | undefined, extra: Record<string, unknown> = {}) => openChat(server, token, extra);
+const connected = (token: string) => connectTo(server, token);
 
 
 beforeAll(async () => {
@@ -46,7 +23,7 @@ beforeAll(async () => {
   expect(res.status, res.text).toBe(200);
 });
 afterAll(async () => {
-  for (const s of sockets) s.disconnect();
+  disconnectAll();
   await server?.stop();
   await fake?.close();
 });
@@ -69,11 +46,9 @@ describe('Socket.IO /chat', () => {
     const small = await startTestServer({ socketMaxPerUser: 1 });
     try {
       const u = await small.createUser('dora');
-      const first = connect(`${small.url}/chat`, { path: '/socket.io', transports: ['websocket'], auth: { token: u.token }, reconnection: false, forceNew: true });
-      sockets.push(first);
+      const first = openChat(small, u.token);
       await new Promise<void>((resolve) => first.once('connect', () => resolve()));
-      const second = connect(`${small.url}/chat`, { path: '/socket.io', transports: ['websocket'], auth: { token: u.token }, reconnection: false, forceNew: true });
-      sockets.push(second);
+      const second = openChat(small, u.token);
       const err = await new Promise<any>((resolve) => second.once('connect_error', resolve));
       expect(err.data.code).toBe('TOO_MANY_CONNECTIONS');
       first.disconnect();
@@ -273,8 +248,7 @@ describe('Socket.IO /chat', () => {
     const short = await startTestServer({ jwtExpiresInSeconds: 2 });
     try {
       const u = await short.createUser('carol');
-      const socket = connect(`${short.url}/chat`, { path: '/socket.io', transports: ['websocket'], auth: { token: u.token }, reconnection: false, forceNew: true });
-      sockets.push(socket);
+      const socket = openChat(short, u.token);
       await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
       const expired = await new Promise<any>((resolve) => socket.once('auth:error', resolve));
       expect(expired.code).toBe('TOKEN_EXPIRED');

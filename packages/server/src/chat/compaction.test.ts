@@ -1,25 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { io as connect, type Socket } from 'socket.io-client';
 import { startFakeModelServer, type FakeModelServer, type FakeRecordedRequest } from '@wegent/runtime/testing';
 import { startTestServer, type TestServer } from '../testing/server.js';
+import { connected as connectTo, disconnectAll, send } from '../testing/chat-client.js';
 import { until } from '../testing/wait.js';
 
 let server: TestServer;
 let fake: FakeModelServer;
 let alice: { id: string; token: string };
-const sockets: Socket[] = [];
-
-async function connected(token: string): Promise<Socket> {
-  const socket = connect(`${server.url}/chat`, { path: '/socket.io', transports: ['websocket'], auth: { token }, reconnection: false, forceNew: true });
-  sockets.push(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('connect_error', (e) => reject(e));
-  });
-  return socket;
-}
-
-const send = (socket: Socket, event: string, payload: unknown) => socket.timeout(10_000).emitWithAck(event, payload) as Promise<any>;
+const connected = (token: string) => connectTo(server, token);
 
 // The spec's template (runtime.md §10.4), written out so that the test pins it.
 const SUMMARY_SYSTEM =
@@ -70,7 +58,7 @@ describe.each(setups)('context governance through the server $how (runtime.md §
     expect(res.status, res.text).toBe(200);
   });
   afterAll(async () => {
-    for (const s of sockets.splice(0)) s.disconnect();
+    disconnectAll();
     await server?.stop();
   });
 

@@ -1,31 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { io as connect, type Socket } from 'socket.io-client';
 import { startFakeModelServer, type FakeModelServer } from '@wegent/runtime/testing';
 import { startTestServer, type TestServer } from '../testing/server.js';
+import { connected as connectTo, disconnectAll, send, seenBy as record } from '../testing/chat-client.js';
 import { until } from '../testing/wait.js';
 
 let server: TestServer;
 let fake: FakeModelServer;
 let alice: { id: string; token: string };
-const sockets: Socket[] = [];
-
-async function connected(token: string): Promise<Socket> {
-  const socket = connect(`${server.url}/chat`, { path: '/socket.io', transports: ['websocket'], auth: { token }, reconnection: false, forceNew: true });
-  sockets.push(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('connect_error', (e) => reject(e));
-  });
-  return socket;
-}
-
-const send = (socket: Socket, event: string, payload: unknown) => socket.timeout(10_000).emitWithAck(event, payload) as Promise<any>;
-
-function record(socket: Socket): Array<[string, any]> {
-  const seen: Array<[string, any]> = [];
-  socket.onAny((name, payload) => seen.push([name, payload]));
-  return seen;
-}
+const connected = (token: string) => connectTo(server, token);
 
 const manifest = (baseUrl: string) => `kind: Model
 metadata: {name: fake}
@@ -64,7 +46,7 @@ beforeAll(async () => {
   expect(res.status, res.text).toBe(200);
 });
 afterAll(async () => {
-  for (const s of sockets) s.disconnect();
+  disconnectAll();
   await server?.stop();
   await fake?.close();
 });

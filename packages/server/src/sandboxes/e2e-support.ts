@@ -1,39 +1,8 @@
-/** Test support for sandboxes end to end: socket clients, a bare repository to clone, a Code team. */
+/** Test support for sandboxes end to end: a bare repository to clone, a Code team; the socket clients of testing/chat-client. */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { io as connect, type Socket } from 'socket.io-client';
-import type { TestServer } from '../testing/server.js';
-
-const sockets: Socket[] = [];
-
-/** A Socket.IO client on `/chat`, connected. */
-export async function connected(server: TestServer, token: string): Promise<Socket> {
-  const socket = connect(`${server.url}/chat`, { path: '/socket.io', transports: ['websocket'], auth: { token }, reconnection: false, forceNew: true });
-  sockets.push(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('connect_error', (e) => reject(e));
-  });
-  return socket;
-}
-
-/** Disconnects every client `connected` made. */
-export function disconnectAll(): void {
-  for (const s of sockets.splice(0)) s.disconnect();
-}
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- acks are arbitrary JSON
-export const send = (socket: Socket, event: string, payload: unknown) => socket.timeout(15_000).emitWithAck(event, payload) as Promise<any>;
-
-/** Every event the socket receives from now on, in order. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- event payloads are arbitrary JSON
-export function seenBy(socket: Socket): Array<[string, any]> {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
-  const seen: Array<[string, any]> = [];
-  socket.onAny((name, payload) => seen.push([name, payload]));
-  return seen;
-}
+export { connected, disconnectAll, seenBy, send } from '../testing/chat-client.js';
 
 /** A bare repository with one commit on `main` (README.md and `files`), as a file:// URL. */
 export function bareRepository(root: string, files: Record<string, string> = {}): string {
