@@ -33,7 +33,7 @@ export class RunThreads {
   constructor(count: number) {
     for (let i = 0; i < count; i++) {
       // A larger young generation: streaming allocates many short-lived objects per chunk, and fewer
-      // scavenges cut the thread's GC time by about a third under load (bench/stream).
+      // scavenges cut the thread's GC share from about 22% to 16% under load (bench/stream).
       const worker = new Worker(new URL('./run-thread-bootstrap.mjs', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 64 } });
       const thread = { worker, active: 0 };
       this.sandboxRelays.set(worker, new SandboxRelayMain(worker));
