@@ -19,12 +19,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, watch } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, watch, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   BwrapDriver, DockerDriver, InMemorySandboxRecordStore, SandboxPool, agentClient, buildExecutorRootfs, ensureExecutorImage,
+  createSandboxCgroup, detectCgroupLayout, procsFiles, removeSandboxCgroup,
   type DriverName, type SandboxDriver, type SandboxPoolOptions, type SandboxRecord,
 } from '@wegent/sandbox';
 import type { Benchmark, BenchmarkReport } from './lib/benchmark.js';
@@ -190,6 +191,45 @@ async function bareStarts(rootfsDir: string, tmp: string, which: 'agent' | 'empt
   return out;
 }
 
+/**
+ * The other two parts of a bwrap cold start that no code of ours can shorten, each alone, paced like the cold
+ * samples (one every 150 ms):
+ * - `cgroupJoin`: a process moving into a fresh sandbox cgroup, the write to every controller's `cgroup.procs` the
+ *   launcher makes before it becomes bwrap (on cgroup v1 the kernel waits for an RCU grace period when the first
+ *   move after a quiet spell takes its lock: milliseconds of waiting, no CPU);
+ * - `bwrapTrue`: setpriv + bwrap making a sandbox's namespaces and mounts (the driver's flags) around `/bin/true`.
+ */
+async function launchParts(rootfsDir: string, n: number): Promise<{ cgroupJoin: number[]; bwrapTrue: number[] }> {
+  const layout = detectCgroupLayout();
+  const cgroupJoin: number[] = [];
+  const bwrapTrue: number[] = [];
+  for (let i = 0; i < WARMUP + n; i++) {
+    await sleep(150);
+    if (layout) {
+      const cg = await createSandboxCgroup(layout, `bench-floor-${process.pid}-${i}`, { memoryBytes: 256 << 20, pids: 64, cpus: 1 });
+      const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      await sleep(150);
+      const t0 = now();
+      for (const file of procsFiles(cg)) writeFileSync(file, String(child.pid));
+      if (i >= WARMUP) cgroupJoin.push(now() - t0);
+      child.kill('SIGKILL');
+      await exited;
+      await removeSandboxCgroup(cg);
+      await sleep(150);
+    }
+    const t0 = now();
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn('setpriv', ['--reuid', '1000', '--regid', '1000', '--clear-groups', 'bwrap', '--unshare-all', '--unshare-user', '--disable-userns', '--die-with-parent', '--new-session',
+        '--ro-bind', rootfsDir, '/', '--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--tmpfs', '/workspace', '--cap-drop', 'ALL', '--clearenv', '--', '/bin/true'], { stdio: 'ignore', cwd: '/', env: { PATH: '/usr/bin:/bin' } });
+      child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`bwrap /bin/true exited with ${code}`))));
+      child.once('error', reject);
+    });
+    if (i >= WARMUP) bwrapTrue.push(now() - t0);
+  }
+  return { cgroupJoin, bwrapTrue };
+}
+
 interface ColdFigures {
   ms: number[];
   /** Pool work before the driver's create, create, start, readiness after start (ms, per sample). */
@@ -233,13 +273,14 @@ async function run({ machine, log }: Parameters<Benchmark['run']>[0]): Promise<B
   const hostId = `bench-${randomBytes(3).toString('hex')}`;
 
   const figures: DriverFigures[] = [];
-  const floor: { agent?: number[]; empty?: number[]; why?: string } = {};
+  const floor: Floor = {};
   try {
     if (scenarios.has('cold')) {
       if (process.getuid?.() === 0) {
         try {
           floor.empty = await bareStarts(rootfs.dir, tmp, 'empty', samples);
           floor.agent = await bareStarts(rootfs.dir, tmp, 'agent', samples);
+          if (drivers.has('bwrap')) Object.assign(floor, await launchParts(rootfs.dir, samples));
           log(`on the host without a sandbox: empty HTTP server p50 ${fmt.ms(q(floor.empty, 0.5))}, agent p50 ${fmt.ms(q(floor.agent, 0.5))}`);
         } catch (err) {
           floor.why = (err as Error).message;
@@ -404,7 +445,15 @@ interface ReportOptions {
   nodeVersion: string;
 }
 
-function report(figures: DriverFigures[], floor: { agent?: number[]; empty?: number[]; why?: string }, o: ReportOptions): BenchmarkReport {
+interface Floor {
+  agent?: number[];
+  empty?: number[];
+  cgroupJoin?: number[];
+  bwrapTrue?: number[];
+  why?: string;
+}
+
+function report(figures: DriverFigures[], floor: Floor, o: ReportOptions): BenchmarkReport {
   const pass = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
   const pp = (v: number[] | undefined) => (v?.length ? `p50 ${fmt.ms(q(v, 0.5))}, p99 ${fmt.ms(q(v, 0.99))}` : 'not measured');
   const fig = (d: DriverName) => figures.find((f) => f.driver === d);
@@ -439,7 +488,7 @@ function report(figures: DriverFigures[], floor: { agent?: number[]; empty?: num
     rows: measured.flatMap((f) => {
       const row = (label: string, v: number[] | undefined) => (v?.length ? [[f.driver, label, String(v.length), fmt.ms(q(v, 0.5)), fmt.ms(q(v, 0.99)), fmt.ms(Math.min(...v)), fmt.ms(Math.max(...v))]] : []);
       return [...row('cold', f.cold?.ms), ...row('warm pool', f.warm), ...row(`${o.burstCount} at once`, f.burst?.ms)];
-    }).concat(([['the agent alone', floor.agent], ['Node alone: an empty HTTP server', floor.empty]] as const).flatMap(([label, v]) =>
+    }).concat(([['the agent alone', floor.agent], ['Node alone: an empty HTTP server', floor.empty], ['joining a fresh sandbox cgroup (no process start)', floor.cgroupJoin], ['setpriv + bwrap namespaces and mounts around /bin/true', floor.bwrapTrue]] as const).flatMap(([label, v]) =>
       v?.length ? [['none (host)', label, String(v.length), fmt.ms(q(v, 0.5)), fmt.ms(q(v, 0.99)), fmt.ms(Math.min(...v)), fmt.ms(Math.max(...v))]] : [])),
   };
   const phaseTable: Table = {
@@ -473,7 +522,11 @@ function report(figures: DriverFigures[], floor: { agent?: number[]; empty?: num
   if (o.startLoad > NOISY_LOAD) verdicts.push(`NOTE  the 1-minute load average was ${o.startLoad.toFixed(2)} when the benchmark started: other work shared the 2 cores, figures disturbed`);
   const bw = fig('bwrap')?.cold?.ms;
   const floorNotes = bw?.length && floor.empty?.length && floor.agent?.length ? [
-    `- bwrap: a cold start (p50 ${fmt.ms(q(bw, 0.5))}) is the agent's own start-up (p50 ${fmt.ms(q(floor.agent, 0.5))} alone on the host, of which Node itself takes ${fmt.ms(q(floor.empty, 0.5))}) plus about ${fmt.ms(q(bw, 0.5) - q(floor.agent, 0.5))} of launcher, namespaces, mounts, cgroup and pool. A target below Node's own start-up cannot be met by the driver while the agent is a Node ${o.nodeVersion} program; the warm pool is what gives a start within it.`,
+    `- bwrap: a cold start (p50 ${fmt.ms(q(bw, 0.5))}) is the agent's own start-up (p50 ${fmt.ms(q(floor.agent, 0.5))} alone on the host, of which Node itself takes ${fmt.ms(q(floor.empty, 0.5))}) plus about ${fmt.ms(q(bw, 0.5) - q(floor.agent, 0.5))} of launcher, namespaces, mounts, cgroup and pool.` +
+      (floor.cgroupJoin?.length && floor.bwrapTrue?.length
+        ? ` Measured alone, joining the fresh cgroup takes p50 ${fmt.ms(q(floor.cgroupJoin, 0.5))} (cgroup v${detectCgroupLayout()?.version ?? '?'}; the kernel waits for an RCU grace period on the first move after a quiet spell) and bwrap's namespaces and mounts p50 ${fmt.ms(q(floor.bwrapTrue, 0.5))}: with Node's own start-up that is ${fmt.ms(q(floor.empty, 0.5) + q(floor.cgroupJoin, 0.5) + q(floor.bwrapTrue, 0.5))} before any code of ours runs.`
+        : '') +
+      ` A target below that cannot be met by the driver while the agent is a Node ${o.nodeVersion} program; the warm pool is what gives a start within it.`,
   ] : [];
   const burstNotes = measured.filter((f) => f.burst && f.cold?.cpuMs.length).map((f) => {
     const cpu = f.cold!.cpuMs.reduce((a, b) => a + b, 0) / f.cold!.cpuMs.length;

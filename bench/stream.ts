@@ -12,6 +12,12 @@
  *                 `chat:chunk` carrying it, and chunks/s delivered. Answers of BENCH_STREAM_CHUNKS chunks.
  *   churn-200     the same with 200 streams and short answers (BENCH_STREAM_CHURN_CHUNKS): a new task per
  *                 client every second, which adds the cost of starting runs to the streaming; no target.
+ *   floor         the parts of streams-200 that are not Wegent's, each alone at the same load (200 streams of
+ *                 the same answers): CPU per chunk of the fake model server writing them, of the AI SDK provider
+ *                 reading them (the model Wegent builds, with its fetch; and, beside it, node:http with a bare
+ *                 SSE split and JSON.parse), and of a bare Socket.IO server sending a `chat:chunk` per chunk to
+ *                 200 websocket clients and of those clients. Their sum is the machine's CPU that streams-200 needs
+ *                 before Wegent does anything of its own.
  *
  * Environment: BENCH_STREAM_SCENARIOS (comma-separated subset of the ids above), BENCH_STREAM_TTFT_SAMPLES
  * (per side, default 200), BENCH_STREAM_TTFT_WARMUP (pairs, default 30), BENCH_STREAM_DURATION (seconds
@@ -30,19 +36,21 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { io, type Socket } from 'socket.io-client';
+import { io as ioClient, type Socket } from 'socket.io-client';
+import http from 'node:http';
 // The SSE parser the AI SDK itself uses inside Wegent (a dependency of @ai-sdk/provider-utils).
 import { EventSourceParserStream } from 'eventsource-parser/stream';
 import { startFakeModelServer, type FakeModelServer, type FakeStep } from '@wegent/runtime/testing';
+import { createLanguageModel, createPinnedFetch, modelAddressPolicy, type ModelConnection } from '@wegent/runtime';
 import type { Benchmark, BenchmarkReport } from './lib/benchmark.js';
 import { call, createUser, expectStatus, login } from './lib/http.js';
 import { cpuWindow, envNumber, percentiles, selectedScenarios, type CpuShares } from './lib/measure.js';
 import { fmt, machineLine, markdownTable, type Table } from './lib/report.js';
 import { ChildServer } from './lib/servers.js';
 
-const ALL_SCENARIOS = ['ttft', 'streams-200', 'streams-1000', 'churn-200'] as const;
+const ALL_SCENARIOS = ['ttft', 'streams-200', 'streams-1000', 'churn-200', 'floor'] as const;
 type ScenarioId = (typeof ALL_SCENARIOS)[number];
-type LoadId = Exclude<ScenarioId, 'ttft'>;
+type LoadId = Exclude<ScenarioId, 'ttft' | 'floor'>;
 const LOAD_IDS: readonly LoadId[] = ['streams-200', 'streams-1000', 'churn-200'];
 const LOAD_STREAMS: Record<LoadId, number> = { 'streams-200': 200, 'streams-1000': 1000, 'churn-200': 200 };
 
@@ -122,7 +130,7 @@ spec: {members: [{botRef: {name: b}}]}
 }
 
 async function connect(base: string, token: string): Promise<Socket> {
-  const socket = io(`${base}/chat`, { path: '/socket.io', transports: ['websocket'], auth: { token }, forceNew: true, reconnection: false });
+  const socket = ioClient(`${base}/chat`, { path: '/socket.io', transports: ['websocket'], auth: { token }, forceNew: true, reconnection: false });
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', () => resolve());
     socket.once('connect_error', (e: Error & { data?: unknown }) => reject(new Error(`socket connect: ${e.message} ${JSON.stringify(e.data ?? '')}`)));
@@ -494,6 +502,119 @@ async function runLoad(
 
 // ---------------------------------------------------------------------------------------------- run
 
+// ------------------------------------------------------------------------------------------- floor
+
+/** CPU per chunk (µs) of the parts of the streaming path that are not Wegent's, each run alone. */
+interface FloorFigures {
+  streams: number;
+  chunks: number;
+  /** The fake model server writing the answers (its own process), measured while the AI SDK read them. */
+  fakeModel: number;
+  /** The AI SDK provider Wegent uses (openai-compatible, the runtime's pinned fetch), reading every part. */
+  aiSdk: number;
+  /** node:http, a bare SSE split and JSON.parse per event: reading the same answers without the SDK. */
+  bareHttp: number;
+  /** A bare Socket.IO server sending one `chat:chunk` per chunk to a room per stream (its own process). */
+  socketIoServer: number;
+  /** The socket.io-client websocket clients receiving them (this process). */
+  socketIoClients: number;
+}
+
+type DoStreamModel = Extract<ReturnType<typeof createLanguageModel>, { specificationVersion: 'v3' }>;
+
+/** Runs `streams` reads at once; CPU per chunk of this process and of `child` over them. */
+async function perChunk(child: ChildServer, streams: number, read: () => Promise<number>): Promise<{ self: number; child: number; chunks: number }> {
+  const childBefore = await child.usage();
+  const selfBefore = process.cpuUsage();
+  const counts = await Promise.all(Array.from({ length: streams }, read));
+  const self = process.cpuUsage(selfBefore);
+  const childAfter = await child.usage();
+  const chunks = counts.reduce((a, b) => a + b, 0);
+  return { self: (self.user + self.system) / chunks, child: (childAfter.cpuMicros - childBefore.cpuMicros) / chunks, chunks };
+}
+
+async function runFloor(streams: number, chunks: number, chunkMs: number, log: (m: string) => void): Promise<FloorFigures> {
+  const fake = await ChildServer.start({ kind: 'fake-model', chunks, chunkMs, chunkChars: CHUNK_CHARS });
+  const pinned = createPinnedFetch(modelAddressPolicy(false, { privateHostsAllow: ['127.0.0.1'] }));
+  const agent = new http.Agent({ keepAlive: true });
+  try {
+    const connection = { resource: { namespace: 'default', name: 'm' }, protocol: 'openai-compatible', modelId: 'm', baseUrl: fake.url } as ModelConnection;
+    const model = createLanguageModel(connection, pinned.fetch) as DoStreamModel;
+    const prompt = [{ role: 'user' as const, content: [{ type: 'text' as const, text: LOAD_PROMPT }] }];
+    const viaSdk = async () => {
+      const reader = (await model.doStream({ prompt })).stream.getReader();
+      let n = 0;
+      for (let part = await reader.read(); !part.done; part = await reader.read()) if (part.value.type === 'text-delta') n++;
+      return n;
+    };
+    const body = JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: LOAD_PROMPT }] });
+    const viaHttp = () => new Promise<number>((resolve, reject) => {
+      const req = http.request(`${fake.url}/chat/completions`, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+        let buffer = '';
+        let n = 0;
+        res.setEncoding('utf8');
+        res.on('data', (text: string) => {
+          buffer += text;
+          for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+            const event = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            if (!event.startsWith('data: {')) continue;
+            const chunk = JSON.parse(event.slice(6)) as { choices?: { delta?: { content?: string } }[] };
+            if (chunk.choices?.[0]?.delta?.content) n++;
+          }
+        });
+        res.on('end', () => resolve(n));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    log(`floor: the AI SDK provider reading ${streams} streams alone…`);
+    const sdk = await perChunk(fake, streams, viaSdk);
+    log(`floor: node:http reading ${streams} streams alone…`);
+    const bare = await perChunk(fake, streams, viaHttp);
+
+    log(`floor: a bare Socket.IO server sending to ${streams} clients…`);
+    const io = await ChildServer.start({ kind: 'socketio' });
+    const sockets: Socket[] = [];
+    try {
+      let received = 0;
+      for (let room = 0; room < streams; room++) {
+        const socket = ioClient(`${io.url}/chat`, { transports: ['websocket'], auth: { room }, forceNew: true, reconnection: false });
+        socket.on('chat:chunk', () => { received++; });
+        await new Promise<void>((resolve, reject) => {
+          socket.once('connect', () => resolve());
+          socket.once('connect_error', reject);
+        });
+        sockets.push(socket);
+      }
+      const serverBefore = await io.usage();
+      const selfBefore = process.cpuUsage();
+      await io.command({ cmd: 'emit', rooms: streams, chunks, chunkMs, chunkChars: CHUNK_CHARS });
+      const sent = streams * chunks;
+      for (let i = 0; received < sent && i < 100; i++) await sleep(20);
+      const self = process.cpuUsage(selfBefore);
+      const serverAfter = await io.usage();
+      return {
+        streams,
+        chunks: sdk.chunks,
+        fakeModel: sdk.child,
+        aiSdk: sdk.self,
+        bareHttp: bare.self,
+        socketIoServer: (serverAfter.cpuMicros - serverBefore.cpuMicros) / sent,
+        socketIoClients: (self.user + self.system) / Math.max(1, received),
+      };
+    } finally {
+      for (const socket of sockets) socket.close();
+      await io.stop();
+    }
+  } finally {
+    pinned.close();
+    agent.destroy();
+    await fake.stop();
+  }
+}
+
 async function run({ machine, log: print }: Parameters<Benchmark['run']>[0]): Promise<BenchmarkReport> {
   const t0 = Date.now();
   const log = (m: string) => print(`+${String(Math.round((Date.now() - t0) / 1000)).padStart(3)} s  ${m}`);
@@ -576,7 +697,10 @@ async function run({ machine, log: print }: Parameters<Benchmark['run']>[0]): Pr
       loads.push(figures);
     }
 
-    return report({ machine, started, limits, ttft, loads, durationS, chunks, chunkMs, selected, profileDir });
+    let floor: FloorFigures | undefined;
+    if (selected.has('floor')) floor = await runFloor(TARGET_CHUNK_STREAMS, chunks, chunkMs, log);
+
+    return report({ machine, started, limits, ttft, loads, floor, durationS, chunks, chunkMs, selected, profileDir });
   } finally {
     await wegent?.stop();
     await fake.close();
@@ -592,6 +716,7 @@ function report(r: {
   limits: string[];
   ttft?: TtftFigures;
   loads: LoadFigures[];
+  floor?: FloorFigures;
   durationS: number;
   chunks: number;
   chunkMs: number;
@@ -674,6 +799,34 @@ function report(r: {
     targetRows.push([chunkTarget, `${fmt.ms(p99!)} (${fmt.int(at200.sink.latencies.length)} chunks)`, pass(p99! <= TARGET_CHUNK_P99_MS)]);
   } else targetRows.push([chunkTarget, 'not run', '—']);
 
+  // floor
+  const floorTable: Table = {
+    title: `The parts of streams-200 that are not Wegent's, each alone (CPU per chunk; share of one core at ${fmt.int(TARGET_CHUNK_STREAMS * (1000 / r.chunkMs))} chunks/s)`,
+    columns: ['Part', 'CPU per chunk', 'cores at the streams-200 rate'],
+    right: [1, 2],
+    rows: [],
+  };
+  let floorNote = '';
+  if (r.floor) {
+    const f = r.floor;
+    const rate = TARGET_CHUNK_STREAMS * (1000 / r.chunkMs);
+    const cores = (us: number) => ((us * rate) / 1e6).toFixed(2);
+    const needed = f.fakeModel + f.aiSdk + f.socketIoServer + f.socketIoClients;
+    floorTable.rows.push(
+      ['the fake model server writing the chunks (its own process)', fmt.us(f.fakeModel), cores(f.fakeModel)],
+      ['the AI SDK provider reading them (`openai-compatible`, the runtime\'s pinned fetch, every stream part)', fmt.us(f.aiSdk), cores(f.aiSdk)],
+      ['a bare Socket.IO server sending a `chat:chunk` per chunk (its own process)', fmt.us(f.socketIoServer), cores(f.socketIoServer)],
+      ['the socket.io-client websocket clients receiving them', fmt.us(f.socketIoClients), cores(f.socketIoClients)],
+      ['**sum: what streams-200 needs before Wegent does anything of its own**', `**${fmt.us(needed)}**`, `**${cores(needed)}** of ${r.machine.cores}`],
+      ['for comparison: node:http, a bare SSE split and JSON.parse reading the same answers (instead of the AI SDK)', fmt.us(f.bareHttp), cores(f.bareHttp)],
+    );
+    const l = r.loads.find((x) => x.label === 'streams-200');
+    const measured = l ? (l.cpu.server + l.cpu.self) * 1e6 / Math.max(1, l.sink.receivedInWindow / r.durationS) : undefined;
+    floorNote = `At ${fmt.int(rate)} chunks/s (${TARGET_CHUNK_STREAMS} streams × ${Math.round(1000 / r.chunkMs)} chunks/s) the parts alone keep ${cores(needed)} of the machine's ${r.machine.cores} cores busy, ` +
+      `${((needed * rate) / 1e4 / r.machine.cores).toFixed(0)}% of it, of which the AI SDK's own stream pipeline (web streams, SSE parsing, a zod validation of every chunk) is ${cores(f.aiSdk)} cores` +
+      (measured !== undefined ? `; the whole streams-200 run above (Wegent server + benchmark process) used ${fmt.us(measured)} per chunk delivered, so Wegent's own work (thread hand-off, stream buffer, bus, persistence) is about ${fmt.us(Math.max(0, measured - needed))} per chunk.` : '.');
+  }
+
   const targets: Table = { title: 'Targets', columns: ['Target', 'Measured', 'Result'], rows: targetRows };
   verdicts.push(...targetRows.map((t) => `${t[2]}  ${t[0]} — ${t[1]}`));
   const busiest = Math.max(r.ttft?.cpu.other ?? 0, ...r.loads.map((l) => l.cpu.other));
@@ -754,10 +907,23 @@ function report(r: {
     '- *CPU columns*: share of one core over the window: the server process, the benchmark process (fake model and',
     '  all clients), and everything else (`os.cpus()`, including kernel loopback work). When the benchmark process',
     '  nears 100%, part of the latency is the clients and the fake model waiting for CPU, not Wegent.',
+    '',
+    '### What the load costs without Wegent',
+    '',
+    r.floor ? markdownTable(floorTable) : '_not run_',
+    '',
+    ...(r.floor ? [floorNote, ''] : []),
+    `- *Method*: the same answers as streams-200 (${r.chunks} chunks, ${r.chunkMs} ms apart, ${TARGET_CHUNK_STREAMS} at once), each part run alone with`,
+    '  nothing else on the machine: the fake model server in a child process, read once by the AI SDK provider that',
+    '  Wegent builds for an `openai-compatible` Model (`createLanguageModel` with `createPinnedFetch`, `doStream`, every',
+    '  part read), once by node:http with a bare SSE split; then a bare Socket.IO server (the server\'s socket.io package, no',
+    '  Wegent) in a child process sending a `chat:chunk`-shaped event to one room per client at the same rate to',
+    `  ${TARGET_CHUNK_STREAMS} socket.io-client websocket clients. CPU per chunk = process CPU time (user + system) over the run ÷ chunks.`,
+    '  Kernel work billed to no process (loopback TCP) is not counted, so the sum is a lower bound.',
   ].join('\n');
 
   const partial = r.selected.size < ALL_SCENARIOS.length ? 'BENCH_STREAM_SCENARIOS selects a subset' : r.profileDir ? 'BENCH_CPU_PROF slows the server down' : undefined;
-  return { tables: [limitsTable, ttftTable, loadTable, targets], markdown, verdicts, doNotWrite: partial };
+  return { tables: [limitsTable, ttftTable, loadTable, ...(r.floor ? [floorTable] : []), targets], markdown, verdicts, doNotWrite: partial };
 }
 
 export const benchmark: Benchmark = { id: 'stream', title: 'Streaming: time to first token and concurrent streams over Socket.IO', run };

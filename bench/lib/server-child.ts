@@ -6,6 +6,12 @@
  *
  *   { cmd: 'start', kind: 'wegent', overrides, env }  → startServer(overrides, env, silent logger)
  *   { cmd: 'start', kind: 'bare', bodyLimit, fixtures } → fastify() with a few routes answering fixtures
+ *   { cmd: 'start', kind: 'fake-model', chunks, chunkMs } → the fake model server, every answer `chunks` chunks
+ *                                                            `chunkMs` apart (the url is its OpenAI base URL)
+ *   { cmd: 'start', kind: 'socketio' }                  → a bare Socket.IO server (namespace /chat); a socket
+ *                                                            joins room `task:<auth.room>`; then
+ *   { cmd: 'emit', rooms, chunks, chunkMs }             → every chunkMs, one `chat:chunk` to each room, `chunks`
+ *                                                            times; answers when done
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
@@ -18,6 +24,9 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 type Request = { id: number } & (
   | { cmd: 'start'; kind: 'wegent'; overrides: Record<string, unknown>; env: Record<string, string> }
   | { cmd: 'start'; kind: 'bare'; bodyLimit: number; fixtures: BareFixtures }
+  | { cmd: 'start'; kind: 'fake-model'; chunks: number; chunkMs: number; chunkChars: number }
+  | { cmd: 'start'; kind: 'socketio' }
+  | { cmd: 'emit'; rooms: number; chunks: number; chunkMs: number; chunkChars: number }
   | { cmd: 'usage' }
   | { cmd: 'profile-start' }
   | { cmd: 'profile-stop'; file: string }
@@ -65,6 +74,43 @@ async function startBare(bodyLimit: number, fx: BareFixtures): Promise<string> {
   return `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
 }
 
+async function startFakeModel(chunks: number, chunkMs: number, chunkChars: number): Promise<string> {
+  const { startFakeModelServer } = await import('@wegent/runtime/testing');
+  const fake = await startFakeModelServer();
+  const steps = [];
+  for (let i = 0; i < chunks; i++) steps.push({ delayMs: chunkMs }, { text: `t=${i};`.padEnd(chunkChars, '.') });
+  fake.script([{ steps, times: Infinity }]);
+  close = () => fake.close();
+  return fake.openaiBaseUrl;
+}
+
+let emitLoad: ((rooms: number, chunks: number, chunkMs: number, chunkChars: number) => Promise<void>) | undefined;
+
+async function startSocketIo(): Promise<string> {
+  // The socket.io package the server uses, resolved from packages/server.
+  const ioPath = createRequire(path.join(repo, 'packages', 'server', 'package.json')).resolve('socket.io');
+  const { Server } = (await import(pathToFileURL(ioPath).href)) as typeof import('socket.io');
+  const { createServer } = await import('node:http');
+  const http = createServer();
+  const io = new Server(http, { transports: ['websocket'] });
+  const chat = io.of('/chat');
+  chat.on('connection', (socket) => void socket.join(`task:${String(socket.handshake.auth.room)}`));
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  close = () => new Promise<void>((resolve) => { void io.close(() => resolve()); });
+  // The payload has the fields and sizes of Wegent's `chat:chunk` (spec/chat-protocol.md).
+  emitLoad = (rooms, chunks, chunkMs, chunkChars) => new Promise<void>((resolve) => {
+    let k = 0;
+    const timer = setInterval(() => {
+      for (let r = 0; r < rooms; r++) {
+        chat.to(`task:${r}`).emit('chat:chunk', { taskId: `0192f0a4-7d4e-7c1a-9b3e-${String(r).padStart(12, '0')}`, subtaskId: `0192f0a4-7d4e-7c1a-9b3e-${String(r).padStart(12, '1')}`, offset: k * chunkChars, content: `t=${k};`.padEnd(chunkChars, '.'), seq: k + 1 });
+      }
+      if (++k >= chunks) { clearInterval(timer); resolve(); }
+    }, chunkMs);
+  });
+  const address = http.address();
+  return `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+}
+
 function reply(message: Record<string, unknown>): void {
   process.send?.(message);
 }
@@ -75,7 +121,10 @@ process.on('message', (raw) => {
     try {
       switch (m.cmd) {
         case 'start': {
-          const url = m.kind === 'wegent' ? await startWegent(m.overrides, m.env) : await startBare(m.bodyLimit, m.fixtures);
+          const url = m.kind === 'wegent' ? await startWegent(m.overrides, m.env)
+            : m.kind === 'bare' ? await startBare(m.bodyLimit, m.fixtures)
+              : m.kind === 'fake-model' ? await startFakeModel(m.chunks, m.chunkMs, m.chunkChars)
+                : await startSocketIo();
           reply({ id: m.id, ok: true, url, pid: process.pid });
           break;
         }
@@ -86,6 +135,11 @@ process.on('message', (raw) => {
           reply({ id: m.id, ok: true, cpuMicros: cpu.user + cpu.system, rss: process.memoryUsage.rss(), at: performance.timeOrigin + performance.now() });
           break;
         }
+        case 'emit':
+          if (!emitLoad) throw new Error('emit: no Socket.IO server was started');
+          await emitLoad(m.rooms, m.chunks, m.chunkMs, m.chunkChars);
+          reply({ id: m.id, ok: true });
+          break;
         case 'profile-start':
           session = new Session();
           session.connect();

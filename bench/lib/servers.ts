@@ -58,6 +58,12 @@ export class ChildServer {
     return { cpuMicros: Number(a.cpuMicros), rss: Number(a.rss), at: Number(a.at) };
   }
 
+  /** Sends a command of the child's protocol (bench/lib/server-child.ts) and waits for its answer. */
+  async command(msg: Record<string, unknown>): Promise<void> {
+    const a = await this.ask(msg);
+    if (!a.ok) throw new Error(`${String(msg.cmd)}: ${String(a.error)}`);
+  }
+
   /** Starts recording a V8 CPU profile of the server process. */
   async profileStart(): Promise<void> {
     const a = await this.ask({ cmd: 'profile-start' });

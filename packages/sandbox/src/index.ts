@@ -3,7 +3,7 @@ export * from './limits.js';
 export { BwrapDriver, type BwrapDriverOptions } from './drivers/bwrap.js';
 export { DockerDriver, type DockerDriverOptions } from './drivers/docker.js';
 export { runToCompletion, type CompletedRun } from './drivers/run-to-completion.js';
-export { detectCgroupLayout, type CgroupLayout } from './drivers/cgroup.js';
+export { detectCgroupLayout, createSandboxCgroup, removeSandboxCgroup, procsFiles, type CgroupLayout } from './drivers/cgroup.js';
 export { buildExecutorRootfs, readImageManifest, hashTree, type ExecutorRootfs, type ImageManifest } from './image/rootfs.js';
 export { ensureExecutorImage, pruneExecutorImages, executorImageRef, EXECUTOR_REPOSITORY } from './image/docker-image.js';
 export { PortAllocator, InMemoryPortClaimStore, type PortClaimStore } from './ports/port-allocator.js';

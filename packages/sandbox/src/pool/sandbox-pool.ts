@@ -6,7 +6,7 @@
  * files and stdio relays through the sandbox agent.
  */
 import { randomUUID } from 'node:crypto';
-import { chmod, mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -76,6 +76,12 @@ export interface SandboxPoolOptions {
    * Default true; false where several pools share one host's cgroup tree (parallel test files).
    */
   reapUnlabelled?: boolean;
+  /**
+   * WEGENT_SANDBOX_WORKSPACE_RETENTION_HOURS (§13): a new sandbox of a task takes over the workspace an
+   * ended sandbox of the same task left on this host this recently, instead of starting empty or cloning
+   * (default 24 h; 0: never).
+   */
+  workspaceRetentionMs?: number;
   /** Host uid/gid of the sandbox user under bwrap run by root (WEGENT_SANDBOX_HOST_UID/_GID, default 1000). */
   sandboxHostUid?: number;
   sandboxHostGid?: number;
@@ -178,6 +184,8 @@ export class SandboxPool {
     if (live && !live.ending && (live.record.state === 'Running' || live.record.state === 'Created')) return this.use(live, req.turnId);
     const pending = this.starting.get(req.taskId);
     if (pending) { const rec = await pending; const l = this.live.get(rec.id); if (l && !l.ending) return this.use(l, req.turnId); }
+    // The task's previous sandbox is still being cleaned up: its workspace is taken over once it is free.
+    if (live?.ending) await live.ending.catch(() => undefined);
     const p = this.startNew(req);
     this.starting.set(req.taskId, p);
     try { return await p; } finally { this.starting.delete(req.taskId); }
@@ -222,7 +230,9 @@ export class SandboxPool {
       signal: req.signal, label: req.taskId,
       onQueued: (position) => { req.onQueued?.(position); this.maybeEvict(); },
     });
-    const taken = this.fitsWarm(req) ? this.takeWarm() : undefined;
+    const retained = (req.workspaceMode ?? 'dir') === 'dir' ? await this.retainedWorkspace(req.taskId).catch(() => undefined) : undefined;
+    // A warm sandbox starts with an empty workspace; a task with a retained one starts cold with it (§7.4).
+    const taken = !retained && this.fitsWarm(req) ? this.takeWarm() : undefined;
     if (taken) this.fillWarm();
     const id = taken?.record.id ?? randomUUID();
     const limits = taken ? { ...DEFAULT_LIMITS } : { ...DEFAULT_LIMITS, ...req.limits };
@@ -252,8 +262,8 @@ export class SandboxPool {
         // A warm sandbox is already Running; only the clone (if any) remains (§7.4).
         if (req.workspace) await this.clone(req, workspaceDir, limits);
       } else {
-        await this.prepareFolders(sandboxDir, workspaceDir, runDir);
-        if (req.workspace) await this.clone(req, workspaceDir, limits);
+        const adopted = await this.prepareFolders(sandboxDir, workspaceDir, runDir, retained);
+        if (req.workspace && !adopted) await this.clone(req, workspaceDir, limits);
         if (req.publishPorts?.length && this.opts.ports) {
           const hostPorts = await this.opts.ports.allocate(id, req.publishPorts.length);
           record.ports = req.publishPorts.map((container, i) => ({ container, host: hostPorts[i] as number, url: `http://127.0.0.1:${hostPorts[i]}` }));
@@ -278,11 +288,39 @@ export class SandboxPool {
     }
   }
 
-  private async prepareFolders(sandboxDir: string, workspaceDir: string, runDir: string): Promise<void> {
+  /** Makes the sandbox's folders; with `retained`, moves that workspace in. True when it did. */
+  private async prepareFolders(sandboxDir: string, workspaceDir: string, runDir: string, retained?: string): Promise<boolean> {
     // 0711: the unprivileged sandbox host user passes through to its own folder, never lists others.
     for (const d of [join(this.opts.dataDir, 'sandboxes'), sandboxDir, this.opts.runDir]) { await mkdir(d, { recursive: true }); await chmod(d, 0o711); }
-    await mkdir(workspaceDir, { recursive: true });
+    let adopted = false;
+    if (retained) {
+      // One folder, moved (same file system): the ended sandbox's record keeps a path that no longer exists,
+      // so its retention sweep has nothing left to delete.
+      adopted = await rename(retained, workspaceDir).then(() => true, () => false);
+    }
+    if (!adopted) await mkdir(workspaceDir, { recursive: true });
     await mkdir(runDir, { recursive: true, mode: 0o700 });
+    return adopted;
+  }
+
+  /**
+   * The workspace the task's most recent ended sandbox on this host left (§13), if it is within the
+   * retention and still there with something in it. Only sandboxes whose clean-up is done (Deleted) count:
+   * nothing mounts it any more.
+   */
+  private async retainedWorkspace(taskId: string): Promise<string | undefined> {
+    const retentionMs = this.opts.workspaceRetentionMs ?? 24 * 3_600_000;
+    if (retentionMs <= 0) return undefined;
+    const since = Date.now() - retentionMs;
+    const ended = (r: SandboxRecord) => (r.endedAt ?? r.deletedAt ?? r.createdAt).getTime();
+    const candidates = (await this.opts.records.list({ taskId, hostId: this.opts.hostId, states: ['Deleted'] }))
+      .filter((r) => ended(r) >= since && r.workspaceDir === join(this.opts.dataDir, 'sandboxes', r.id, 'workspace'))
+      .sort((a, b) => ended(b) - ended(a));
+    for (const r of candidates) {
+      // An empty one (a clone that failed, a sandbox that wrote nothing) carries nothing worth keeping.
+      if ((await readdir(r.workspaceDir).catch(() => [])).length > 0) return r.workspaceDir;
+    }
+    return undefined;
   }
 
   private clone(req: AcquireRequest, workspaceDir: string, limits: SandboxLimits): Promise<void> {

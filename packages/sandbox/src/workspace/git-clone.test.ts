@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -149,6 +150,26 @@ describe.each(DRIVER_NAMES)('a sandbox created for a task with a repository (%s 
     const commit = await sbx.exec({ command: 'echo change >> README.md && git commit -qam "from the sandbox" && git log -1 --format="%an %s"' }, {});
     expect(commit.stdout).toBe('Alice Doe from the sandbox\n');
     expect((await stat(join(rec.workspaceDir, 'README.md'))).uid).toBe(name === 'docker' ? 1000 : process.getuid?.() === 0 ? 1000 : process.getuid?.());
+  });
+
+  it('a later sandbox of the task takes over the workspace the ended one left instead of cloning again', async () => {
+    const [first] = await pool.list({ taskId: 'task-git', states: ['Running'] });
+    expect(first).toBeDefined();
+    pool.release('task-git', 't1');
+    await pool.stop(first!.id, 'IDLE_TIMEOUT');
+    const again = await pool.acquire({ taskId: 'task-git', turnId: 't2', ownerId: 'alice', signal: new AbortController().signal, workspace: { gitUrl: `file://${bare}`, branchName: 'feature' } });
+    ids.push(again.id);
+    expect(again.id).not.toBe(first!.id);
+    // The commit made inside the first sandbox is there: the working tree was kept, not cloned afresh.
+    const r = await pool.handle(again.id).exec({ command: 'git log -1 --format=%s; git status --porcelain; tail -1 README.md' }, {});
+    expect(r.stdout).toBe('from the sandbox\nchange\n');
+    expect(existsSync(first!.workspaceDir)).toBe(false);
+    expect(again.workspaceDir).not.toBe(first!.workspaceDir);
+    // Another task of the same owner gets a fresh clone, not this working tree.
+    const other = await pool.acquire({ taskId: 'task-git-2', turnId: 't1', ownerId: 'alice', signal: new AbortController().signal, workspace: { gitUrl: `file://${bare}`, branchName: 'feature' } });
+    ids.push(other.id);
+    expect((await pool.handle(other.id).exec({ command: 'git log -1 --format=%s' }, {})).stdout).toBe('feature commit\n');
+    await pool.stop(other.id, 'USER_STOPPED');
   });
 
   it('a clone that fails ends the sandbox as Failed CLONE_FAILED with the message', async () => {

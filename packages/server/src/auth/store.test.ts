@@ -10,7 +10,8 @@ import { createTestDatabase, DATABASE_ENGINES, type TestDatabase } from '../test
 import { ResourceService } from '../resources/service.js';
 import { ApiError } from '../errors.js';
 import { AccountService } from './service.js';
-import { AccountStore, isUniqueViolation, type UserRow } from './store.js';
+import { AccountStore, type UserRow } from './store.js';
+import { isUniqueViolation } from '../storage/database.js';
 
 const loopback = { socket: { remoteAddress: '127.0.0.1' }, headers: {} } as unknown as FastifyRequest;
 

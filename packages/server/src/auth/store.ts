@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type Updateable } from 'kysely';
-import type { DialectName } from '../storage/database.js';
+import { isUniqueViolation, type DialectName } from '../storage/database.js';
 import type { ApiKeysTable, Database, UsersTable } from '../storage/schema.js';
 
 export type UserRow = UsersTable;
@@ -21,19 +21,6 @@ export interface UserListFilter {
   /** Keyset: only users whose folded username sorts after this. */
   afterUsernameFold?: string;
   limit: number;
-}
-
-/** True for a unique-constraint violation on any of the three databases. */
-export function isUniqueViolation(error: unknown): boolean {
-  const e = error as { code?: unknown; errno?: unknown } | null;
-  if (!e || typeof e !== 'object') return false;
-  return (
-    e.code === 'SQLITE_CONSTRAINT_UNIQUE' ||
-    e.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' ||
-    e.code === 'ER_DUP_ENTRY' ||
-    e.errno === 1062 ||
-    e.code === '23505'
-  );
 }
 
 /** `LIKE` pattern for a substring, with `!` as the escape character (the same on all three databases). */

@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import type { Storage } from '../storage/database.js';
+import { isUniqueViolation, type Storage } from '../storage/database.js';
 import type { Database, JobsTable } from '../storage/schema.js';
 import type { AdmissionLimits, ClaimedJob, Job, JobQueue, JobRecord, RemoveOutcome, WaitingPosition } from './job-queue.js';
 
@@ -62,7 +62,7 @@ export class StorageJobQueue implements JobQueue {
         await db.insertInto('jobs').values(row).execute();
         return true;
       } catch (error) {
-        if (isDuplicateKey(error)) return false;
+        if (isUniqueViolation(error)) return false;
         throw error;
       }
     }
@@ -266,7 +266,7 @@ export class StorageJobQueue implements JobQueue {
         try {
           await db.insertInto('counters').values(row).execute();
         } catch (error) {
-          if (!isDuplicateKey(error)) throw error;
+          if (!isUniqueViolation(error)) throw error;
         }
       } else {
         await db
@@ -375,11 +375,6 @@ function toRecord(row: Selectable<JobsTable>): JobRecord {
 /** Column widths of the jobs table, checked here because SQLite would not enforce them. */
 function assertId(name: string, value: unknown, maxLength: number): void {
   if (typeof value !== 'string' || value.length === 0 || value.length > maxLength) throw new TypeError(`${name} must be a string of 1 to ${maxLength} characters`);
-}
-
-function isDuplicateKey(error: unknown): boolean {
-  const e = error as { code?: unknown; errno?: unknown };
-  return e?.code === 'ER_DUP_ENTRY' || e?.errno === 1062 || e?.code === '23505' || e?.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
 
 /** Deadlocks, serialisation failures, lock timeouts and a busy SQLite file: worth another try. */

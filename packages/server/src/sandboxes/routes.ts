@@ -34,6 +34,14 @@ export async function registerSandboxRoutes(app: App, ctx: AppContext): Promise<
     return sandboxView(await service().get(caller(req), req.params.id));
   });
 
+  app.get('/api/v1/tasks/:id/sandbox', { config: { auth: 'user' }, schema: { tags, summary: "The task's live sandbox, else its latest one", params: IdParams, response: { 200: SandboxView, ...errors } } }, async (req) => {
+    if (!ctx.sandboxes) {
+      await ctx.tasks.ownedState(req.principal!.userId, req.params.id);
+      throw new NotFoundError('the task has no sandbox', { kind: 'Sandbox' });
+    }
+    return sandboxView(await ctx.sandboxes.ofTask(caller(req), req.params.id));
+  });
+
   app.delete('/api/v1/sandboxes/:id', { config: { auth: 'user' }, schema: { tags, summary: 'Stop a sandbox (a run using it is cancelled first)', params: IdParams, response: { 202: SandboxView, ...errors } } }, async (req, reply) => {
     const record = await service().stop(caller(req), req.params.id);
     reply.code(202);

@@ -10,7 +10,8 @@ import { createTestDatabase, DATABASE_ENGINES, type TestDatabase } from '../test
 import { startTestServer, type TestServer } from '../testing/server.js';
 import { until } from '../testing/wait.js';
 import { createLogger, startServer, type RunningServer } from '../server.js';
-import { SandboxStore } from './store.js';
+import { PortAllocator } from '@wegent/sandbox';
+import { SandboxPortStore, SandboxStore } from './store.js';
 import { sandboxRecord as record } from './fixtures.js';
 import { bareRepository, connected, disconnectAll, seenBy, send } from './e2e-support.js';
 
@@ -70,6 +71,28 @@ describe.each(DATABASE_ENGINES)('sandbox store on %s', (engine) => {
     expect(await store.get(recent.id)).toBeDefined();
     expect(await store.get(live.id)).toBeDefined();
   });
+
+  it('port claims in the table: 200 concurrent allocations from two allocators never share a port, the 101st is refused, release frees', async () => {
+    const hostId = `host-${randomUUID().slice(0, 8)}`;
+    // Two allocators over the one table, as two server instances on one host would have.
+    const a = new PortAllocator(new SandboxPortStore(storage.db), { hostId });
+    const b = new PortAllocator(new SandboxPortStore(storage.db), { hostId });
+    const results = await Promise.allSettled(Array.from({ length: 200 }, (_, i) => (i % 2 ? a : b).allocate(`sbx-${i}`)));
+    const ports = results.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+    expect(ports).toHaveLength(100);
+    expect(new Set(ports).size).toBe(100);
+    expect(ports.every((p) => p >= 10001 && p <= 10100)).toBe(true);
+    const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(refused).toHaveLength(100);
+    expect(refused[0]!.reason).toMatchObject({ code: 'NO_FREE_PORT', message: 'no free port in 10001–10100' });
+    // Another host's range is its own.
+    expect(await new PortAllocator(new SandboxPortStore(storage.db), { hostId: `${hostId}-2` }).allocate('other')).toEqual([10001]);
+    const holder = results.findIndex((r) => r.status === 'fulfilled' && r.value[0] === 10042);
+    await a.release(`sbx-${holder}`);
+    expect(await b.allocate('next')).toEqual([10042]);
+    expect(await a.reclaim((id) => id === 'next')).toHaveLength(99);
+    expect(await new SandboxPortStore(storage.db).list(hostId)).toEqual([{ port: 10042, sandboxId: 'next' }]);
+  }, 60_000);
 });
 
 afterAll(disconnectAll);
@@ -169,6 +192,20 @@ describe('sandbox API and a server without sandboxes', () => {
     const res = await server.request('GET', '/api/v1/sandboxes?state=Running,Sleeping', { token: alice.token });
     expect(res.status).toBe(422);
     expect(res.body.details.causes[0]).toMatchObject({ field: 'state', reason: 'FieldValueNotSupported' });
+  });
+
+  it('answers GET /tasks/{id}/sandbox with 404 for a task without a sandbox and for another user’s task', async () => {
+    const task = await server.request('POST', '/api/v1/tasks', { token: alice.token, body: { team: 'coders', message: 'Hello' } });
+    expect(task.status, task.text).toBe(201);
+    const id = task.body.task.metadata.uid;
+    // Its turn fails for want of a driver (the next test looks at that); it never had a sandbox.
+    await until(async () => (await server.request('GET', `/api/v1/tasks/${id}`, { token: alice.token })).body.status.status === 'FAILED', 15_000, 'the run to fail');
+    const none = await server.request('GET', `/api/v1/tasks/${id}/sandbox`, { token: alice.token });
+    expect(none.status).toBe(404);
+    expect(none.body).toMatchObject({ kind: 'Status', reason: 'NotFound', message: 'the task has no sandbox' });
+    const other = await server.request('GET', `/api/v1/tasks/${id}/sandbox`, { token: bob.token });
+    expect(other.status).toBe(404);
+    expect(other.body.message).toBe('task not found');
   });
 
   it('reports sandbox unavailable in /readyz and stays ready', async () => {
@@ -291,6 +328,12 @@ spec: {members: [{botRef: {name: chatty}}]}
     const list = await server.request('GET', '/api/v1/sandboxes', { token: carol.token });
     expect(list.body.items).toHaveLength(1);
     expect(list.body.items[0]).toMatchObject({ taskId: ack.taskId, driver, state: 'Running' });
+    // The task's sandbox, for its owner only.
+    const ofTask = await server.request('GET', `/api/v1/tasks/${ack.taskId}/sandbox`, { token: carol.token });
+    expect(ofTask.status).toBe(200);
+    expect(ofTask.body).toEqual(list.body.items[0]);
+    const stranger = await server.createUser(`stranger-${driver}`);
+    expect((await server.request('GET', `/api/v1/tasks/${ack.taskId}/sandbox`, { token: stranger.token })).status).toBe(404);
 
     // The next turn of the task works in the same sandbox: the written file is there.
     fake.script([
@@ -314,6 +357,7 @@ spec: {members: [{botRef: {name: chatty}}]}
       return r.body.state === 'Deleted' ? r.body : undefined;
     }, 20_000, "the sandbox to be deleted");
     expect(ended).toMatchObject({ state: 'Deleted', stateReason: 'TASK_DELETED' });
+    expect((await server.request('GET', `/api/v1/tasks/${ack.taskId}/sandbox`, { token: carol.token })).status).toBe(404);
     const stored = await server.ctx.sandboxes!.store.get(ended.id);
     await until(() => !existsSync(stored!.workspaceDir), 10_000, 'the workspace of the deleted task to be removed');
   }, 240_000);

@@ -21,7 +21,6 @@ import type { ModelConnection, ResolvedSkill, RunHost, RunRequest } from '@wegen
 import {
   AgentCallError,
   ExecCancelledError,
-  InMemoryPortClaimStore,
   PortAllocator,
   SandboxError,
   SandboxPool,
@@ -39,7 +38,7 @@ import { NotFoundError, ValidationError } from '../errors.js';
 import { BusChannels, type EventBus } from '../infra/event-bus.js';
 import { SkillService } from '../skills/service.js';
 import { boundGetter } from '../tasks/host-proxy.js';
-import { SandboxStore } from './store.js';
+import { SandboxPortStore, SandboxStore } from './store.js';
 
 /** Who is asking (REST): admins may read and stop every sandbox (api.md §11). */
 export interface SandboxCaller {
@@ -317,7 +316,7 @@ export class SandboxService {
     }
     if (choice.driver.name !== 'bwrap') chmodSync(dataDir, 0o700);
     prepareRunDir(cfg.runDir);
-    const ports = new PortAllocator(new InMemoryPortClaimStore(), { hostId, min: cfg.portMin, max: cfg.portMax });
+    const ports = new PortAllocator(new SandboxPortStore(this.ctx.storage.db), { hostId, min: cfg.portMin, max: cfg.portMax });
     const options: SandboxPoolOptions = {
       driver: choice.driver,
       records: this.store,
@@ -328,6 +327,7 @@ export class SandboxService {
       scheduler: { maxRunning: cfg.maxRunning, maxPerUser: cfg.maxPerUser, queueTimeoutMs: cfg.queueTimeoutSeconds * 1000 },
       ports,
       warmPool: cfg.warmPool,
+      workspaceRetentionMs: cfg.workspaceRetentionHours * 3_600_000,
       git: { depth: cfg.gitCloneDepth, allowLocal: this.ctx.config.gitAllowLocal, allowSsh: cfg.gitAllowSsh, privateHostsAllow: this.ctx.config.privateHostsAllow },
       gateway: { privateHostsAllow: this.ctx.config.privateHostsAllow, allowPrivateTargets: this.ctx.config.modelAllowPrivate, onUsage: (u) => this.usageSinks.get(u.turnId)?.(u) },
       sandboxHostUid: cfg.hostUid,
@@ -531,6 +531,18 @@ export class SandboxService {
     const records = await this.store.list({ taskId });
     const r = records.find((x) => x.state === 'Created' || x.state === 'Running') ?? records[0];
     return r ? { id: r.id, state: r.state } : null;
+  }
+
+  /**
+   * GET /api/v1/tasks/{id}/sandbox (api.md §5): the task's live sandbox, else its latest one (which tells
+   * how it ended). The task must be the caller's; one without any sandbox is a 404.
+   */
+  async ofTask(caller: SandboxCaller, taskId: string): Promise<SandboxRecord> {
+    await this.ctx.tasks.ownedState(caller.userId, taskId);
+    const records = await this.store.list({ taskId });
+    const r = records.find((x) => x.state === 'Created' || x.state === 'Running') ?? records[0];
+    if (!r) throw new NotFoundError('the task has no sandbox', { kind: 'Sandbox' });
+    return r;
   }
 
   /** GET /api/v1/sandboxes: own sandboxes; an admin's `all=true` lists everyone's. */

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
-import type { SandboxRecord, SandboxRecordFilter, SandboxRecordStore } from '@wegent/sandbox';
+import type { PortClaimStore, SandboxRecord, SandboxRecordFilter, SandboxRecordStore } from '@wegent/sandbox';
+import { isUniqueViolation } from '../storage/database.js';
 import type { Database, SandboxesTable } from '../storage/schema.js';
 
 type Patch = Partial<Omit<SandboxRecord, 'id'>>;
@@ -106,5 +107,29 @@ export class SandboxStore implements SandboxRecordStore {
   async purgeDeleted(before: Date): Promise<number> {
     const result = await this.db.deleteFrom('sandboxes').where('state', '=', 'Deleted').where('deleted_at', '<', before.toISOString()).executeTakeFirst();
     return Number(result.numDeletedRows ?? 0);
+  }
+}
+
+/** Port claims in the `sandbox_ports` table (sandbox.md §8), shared by every instance on the database. */
+export class SandboxPortStore implements PortClaimStore {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  async tryClaim(hostId: string, port: number, sandboxId: string): Promise<boolean> {
+    try {
+      await this.db.insertInto('sandbox_ports').values({ host_id: hostId, port, sandbox_id: sandboxId, claimed_at: new Date().toISOString() }).execute();
+      return true;
+    } catch (err) {
+      if (isUniqueViolation(err)) return false;
+      throw err;
+    }
+  }
+
+  async releaseSandbox(hostId: string, sandboxId: string): Promise<void> {
+    await this.db.deleteFrom('sandbox_ports').where('host_id', '=', hostId).where('sandbox_id', '=', sandboxId).execute();
+  }
+
+  async list(hostId: string): Promise<{ port: number; sandboxId: string }[]> {
+    const rows = await this.db.selectFrom('sandbox_ports').select(['port', 'sandbox_id']).where('host_id', '=', hostId).orderBy('port').execute();
+    return rows.map((r) => ({ port: Number(r.port), sandboxId: r.sandbox_id }));
   }
 }

@@ -4,6 +4,19 @@ import type { Database } from './schema.js';
 
 export type DialectName = 'sqlite' | 'mysql' | 'postgres';
 
+/** True for a unique-constraint violation on any of the three databases. */
+export function isUniqueViolation(error: unknown): boolean {
+  const e = error as { code?: unknown; errno?: unknown } | null;
+  if (!e || typeof e !== 'object') return false;
+  return (
+    e.code === 'SQLITE_CONSTRAINT_UNIQUE' ||
+    e.code === 'SQLITE_CONSTRAINT_PRIMARYKEY' ||
+    e.code === 'ER_DUP_ENTRY' ||
+    e.errno === 1062 ||
+    e.code === '23505'
+  );
+}
+
 export interface Storage {
   db: Kysely<Database>;
   dialect: DialectName;

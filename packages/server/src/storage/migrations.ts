@@ -296,6 +296,22 @@ function migrations(dialect: DialectName): Record<string, Migration> {
         await db.schema.alterTable('task_state').addColumn('progress', 'integer').execute();
       },
     },
+    // Port claims of sandboxes that publish a port (sandbox.md §8): a claim is an insert, and the primary key
+    // (host_id, port) lets only one of several racing allocators — threads, processes, instances — win it.
+    '0006_sandbox_ports': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('sandbox_ports')
+          .addColumn('host_id', vc(100), (c) => c.notNull())
+          .addColumn('port', 'integer', (c) => c.notNull())
+          .addColumn('sandbox_id', vc(36), (c) => c.notNull())
+          .addColumn('claimed_at', vc(30), (c) => c.notNull())
+          .addPrimaryKeyConstraint('sandbox_ports_pk', ['host_id', 'port'])
+          .modifyEnd(tableEnd)
+          .execute();
+        await db.schema.createIndex('sandbox_ports_sandbox').on('sandbox_ports').columns(['host_id', 'sandbox_id']).execute();
+      },
+    },
   };
 }
 

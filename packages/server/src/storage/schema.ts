@@ -222,6 +222,14 @@ export interface SkillPackageChunksTable {
   data: Uint8Array;
 }
 
+/** Host ports claimed by sandboxes (sandbox.md §8): the primary key (host_id, port) makes a claim atomic. */
+export interface SandboxPortsTable {
+  host_id: string;
+  port: number;
+  sandbox_id: string;
+  claimed_at: string;
+}
+
 export interface Database {
   users: UsersTable;
   api_keys: ApiKeysTable;
@@ -237,6 +245,7 @@ export interface Database {
   idempotency: IdempotencyTable;
   jobs: JobsTable;
   sandboxes: SandboxesTable;
+  sandbox_ports: SandboxPortsTable;
   skill_packages: SkillPackagesTable;
   skill_package_chunks: SkillPackageChunksTable;
 }
