@@ -7,7 +7,7 @@ import { historyEntries } from '../prompt/history.js';
 import { memberSkills } from '../prompt/skills.js';
 import { assembleSystemPrompt } from '../prompt/system-prompt.js';
 import { builtinTools } from '../tools/builtin-tools.js';
-import { loadSkillTool, sandboxSkillInstaller } from '../tools/load-skill.js';
+import { installSkillPackage, loadSkillTool, sandboxSkillInstaller } from '../tools/load-skill.js';
 import { openTurnMcp } from '../mcp/turn-mcp.js';
 import { openTurnSandbox, type TurnSandbox } from '../tools/sandbox-tools.js';
 import type { RuntimeTool } from '../tools/tool.js';
@@ -174,7 +174,13 @@ export async function runMemberStep(ctx: RunContext, step: MemberStep): Promise<
   const skills = memberSkills(member);
   // In a sandboxed turn, load_skill also copies the skill's files into the sandbox (runtime.md §8).
   const lease = opened.started.sandbox?.lease;
-  const installPackage = lease && ctx.host.loadSkillPackage ? sandboxSkillInstaller(lease, (skill) => ctx.host.loadSkillPackage!(skill)) : undefined;
+  const loadPackage = ctx.host.loadSkillPackage?.bind(ctx.host);
+  const installPackage = lease && loadPackage ? sandboxSkillInstaller(lease, loadPackage) : undefined;
+  // Preloaded skills' files are copied as soon as the turn has its sandbox, before its first tool runs.
+  const preloadedPackages = (member.ghost.skills ?? []).filter((s) => s.packageHash && member.ghost.preloadSkills?.includes(s.name));
+  if (lease && loadPackage && preloadedPackages.length) {
+    lease.onAcquired(async (session, signal) => { for (const skill of preloadedPackages) await installSkillPackage(session, skill, loadPackage, signal); });
+  }
   const ownTools = [...builtinTools(member.ghost.tools, config, ctx.resolver, lease), ...(skills.loadable.length ? [loadSkillTool({ skills: skills.loadable, ...(installPackage ? { installPackage } : {}) })] : []), ...(step.extraTools ?? [])];
   // The Ghost's MCP servers are connected at turn start; unreachable ones become warnings (runtime.md §7).
   const mcp = await openTurnMcp({ member, config, ownTools, signal: ctx.signal, sandbox: opened.started.sandbox, sandboxesAvailable: ctx.host.acquireSandbox !== undefined, resolver: ctx.resolver });

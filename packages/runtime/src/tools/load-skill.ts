@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { SandboxSession } from '@wegent/core';
 import type { ResolvedSkill, RunHost } from '../run/types.js';
 import type { SandboxLease } from './sandbox-tools.js';
 import { ToolError, type RuntimeTool } from './tool.js';
@@ -27,20 +28,22 @@ const INSTALLED_MAX = 1000;
  * (base64 writes), once per sandbox per package hash; returns the files' relative paths.
  */
 export function sandboxSkillInstaller(lease: SandboxLease, loadPackage: NonNullable<RunHost['loadSkillPackage']>): NonNullable<LoadSkillOptions['installPackage']> {
-  return async (skill, signal) => {
-    const session = await lease.session();
-    const key = `${session.id}\0${skill.uid}\0${skill.packageHash ?? ''}`;
-    const known = installed.get(key);
-    if (known) return known;
-    const files = await loadPackage(skill);
-    for (const f of files) {
-      await session.writeFile({ path: `/workspace/.skills/${skill.name}/${f.path}`, content: Buffer.from(f.data).toString('base64'), encoding: 'base64' }, { signal });
-    }
-    const paths = files.map((f) => f.path);
-    if (installed.size >= INSTALLED_MAX) installed.delete(installed.keys().next().value!);
-    installed.set(key, paths);
-    return paths;
-  };
+  return async (skill, signal) => installSkillPackage(await lease.session(), skill, loadPackage, signal);
+}
+
+/** Copies one skill's package into `session`'s sandbox (see `sandboxSkillInstaller`). */
+export async function installSkillPackage(session: SandboxSession, skill: ResolvedSkill, loadPackage: NonNullable<RunHost['loadSkillPackage']>, signal: AbortSignal): Promise<string[]> {
+  const key = `${session.id}\0${skill.uid}\0${skill.packageHash ?? ''}`;
+  const known = installed.get(key);
+  if (known) return known;
+  const files = await loadPackage(skill);
+  for (const f of files) {
+    await session.writeFile({ path: `/workspace/.skills/${skill.name}/${f.path}`, content: Buffer.from(f.data).toString('base64'), encoding: 'base64' }, { signal });
+  }
+  const paths = files.map((f) => f.path);
+  if (installed.size >= INSTALLED_MAX) installed.delete(installed.keys().next().value!);
+  installed.set(key, paths);
+  return paths;
 }
 
 /**

@@ -40,6 +40,8 @@ export class SandboxLease {
   #session?: Promise<SandboxSession>;
   #acquired?: SandboxSession;
   #error?: { code: TurnErrorCode; message: string };
+  readonly #onAcquired: ((session: SandboxSession, signal: AbortSignal) => Promise<void>)[] = [];
+  #prepared = false;
 
   constructor(
     private readonly host: RunHost,
@@ -59,6 +61,9 @@ export class SandboxLease {
       try {
         const s = await this.host.acquireSandbox({ turnId: this.turnId, shell: this.shell, signal: this.signal, ...(this.model ? { model: this.model } : {}) });
         this.#acquired = s;
+        // Preparation the turn asked for (preloaded skills' files) is in place before the first tool uses it.
+        for (const prepare of this.#onAcquired) await prepare(s, this.signal);
+        this.#prepared = true;
         return s;
       } catch (err) {
         if (this.signal.aborted) throw err;
@@ -68,6 +73,16 @@ export class SandboxLease {
       }
     })();
     return this.#session;
+  }
+
+  /**
+   * Work to do in the sandbox once it is acquired, before `session()` resolves (e.g. copying preloaded
+   * skills' files). It must not call `session()` itself. A failure fails the acquisition.
+   */
+  onAcquired(prepare: (session: SandboxSession, signal: AbortSignal) => Promise<void>): void {
+    // Acquired already (a Code turn takes its sandbox at the start): the next `session()` waits for it.
+    if (this.#prepared && this.#session) this.#session = this.#session.then(async (s) => { await prepare(s, this.signal); return s; });
+    else this.#onAcquired.push(prepare);
   }
 
   /** Why the turn must end: the sandbox could not be had, or ended while the turn held it. */

@@ -62,6 +62,20 @@ describe('SandboxPool (bwrap driver)', () => {
     expect(existsSync(rec.workspaceDir)).toBe(true); // the workspace is retained
   });
 
+  it('ends an idle sandbox after the idle timeout its Shell asked for, not the pool default', async () => {
+    const pool = makePool({ idleTimeoutMs: 600_000 });
+    const rec = await pool.acquire({ ...req('task-shell-idle'), idleTimeoutMs: 300 });
+    pool.release('task-shell-idle', 'task-shell-idle-t1');
+    let ended: string | undefined;
+    for (let i = 0; i < 60 && !ended; i++) {
+      await sleep(50);
+      const r = (await pool.list({ taskId: 'task-shell-idle' }))[0];
+      if (r?.state === 'Deleted') ended = `${r.state}:${r.stateReason}`;
+    }
+    expect(ended).toBe('Deleted:IDLE_TIMEOUT');
+    expect(rec.state).toBe('Running');
+  });
+
   it('queues beyond the global cap, reports the position, and grants the slot when one frees', async () => {
     const pool = makePool({ scheduler: { maxRunning: 1 } });
     const first = await pool.acquire(req('task-a', 'alice'));

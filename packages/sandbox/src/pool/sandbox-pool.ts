@@ -123,6 +123,8 @@ export interface AcquireRequest {
   command?: string[];
   /** The task's repository, cloned into the workspace of a new sandbox (§12). */
   workspace?: WorkspaceSpec;
+  /** The Shell's `idleTimeoutSeconds` (§5): idle time before the sandbox ends; the pool's `idleTimeoutMs` without it. */
+  idleTimeoutMs?: number;
   signal: AbortSignal;
   onQueued?(position: number): void;
 }
@@ -136,6 +138,8 @@ interface LiveSandbox {
   gateway: ModelGateway;
   hasAgent: boolean;
   idleTimer?: NodeJS.Timeout;
+  /** The idle timeout the latest turn's Shell asked for. */
+  idleTimeoutMs?: number;
   heartbeatTimer?: NodeJS.Timeout;
   lifetimeTimer?: NodeJS.Timeout;
   /** Warm: pre-started, no task, no record yet. */
@@ -181,9 +185,9 @@ export class SandboxPool {
     this.watchDriver();
     const existing = this.byTask.get(req.taskId);
     const live = existing ? this.live.get(existing) : undefined;
-    if (live && !live.ending && (live.record.state === 'Running' || live.record.state === 'Created')) return this.use(live, req.turnId);
+    if (live && !live.ending && (live.record.state === 'Running' || live.record.state === 'Created')) return this.use(live, req);
     const pending = this.starting.get(req.taskId);
-    if (pending) { const rec = await pending; const l = this.live.get(rec.id); if (l && !l.ending) return this.use(l, req.turnId); }
+    if (pending) { const rec = await pending; const l = this.live.get(rec.id); if (l && !l.ending) return this.use(l, req); }
     // The task's previous sandbox is still being cleaned up: its workspace is taken over once it is free.
     if (live?.ending) await live.ending.catch(() => undefined);
     const p = this.startNew(req);
@@ -191,7 +195,9 @@ export class SandboxPool {
     try { return await p; } finally { this.starting.delete(req.taskId); }
   }
 
-  private async use(live: LiveSandbox, turnId: string): Promise<SandboxRecord> {
+  private async use(live: LiveSandbox, req: Pick<AcquireRequest, 'turnId' | 'idleTimeoutMs'>): Promise<SandboxRecord> {
+    const turnId = req.turnId;
+    live.idleTimeoutMs = req.idleTimeoutMs;
     if (live.idleTimer) { clearTimeout(live.idleTimer); live.idleTimer = undefined; }
     if (!live.record.inUseBy.includes(turnId)) live.record.inUseBy.push(turnId);
     live.record = await this.opts.records.update(live.record.id, { inUseBy: live.record.inUseBy, lastUsedAt: new Date() });
@@ -255,6 +261,7 @@ export class SandboxPool {
     };
     live.record = record;
     live.slot = slot;
+    live.idleTimeoutMs = req.idleTimeoutMs;
     this.live.set(id, live);
     this.byTask.set(req.taskId, id);
     try {
@@ -481,7 +488,7 @@ export class SandboxPool {
     live.record.lastUsedAt = new Date();
     void this.opts.records.update(live.record.id, { inUseBy: live.record.inUseBy, lastUsedAt: live.record.lastUsedAt }).catch(() => undefined);
     if (live.record.inUseBy.length === 0) {
-      live.idleTimer = setTimeout(() => void this.stop(live.record.id, 'IDLE_TIMEOUT'), this.opts.idleTimeoutMs ?? 600_000);
+      live.idleTimer = setTimeout(() => void this.stop(live.record.id, 'IDLE_TIMEOUT'), live.idleTimeoutMs ?? this.opts.idleTimeoutMs ?? 600_000);
       live.idleTimer.unref?.();
       this.maybeEvict();
     }

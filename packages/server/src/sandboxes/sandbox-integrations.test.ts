@@ -125,10 +125,10 @@ describe.each([
     if (root) rmSync(root, { recursive: true, force: true });
   });
 
-  async function turn(clientMessageId: string, message: string) {
+  async function turn(clientMessageId: string, message: string, team = 'probers') {
     const socket = await connected(server, erin.token);
     const seen = seenBy(socket);
-    const ack = await send(socket, 'chat:send', { clientMessageId, team: 'probers', message, workspaceRef: { name: 'repo' } });
+    const ack = await send(socket, 'chat:send', { clientMessageId, team, message, workspaceRef: { name: 'repo' } });
     expect(ack.ok, JSON.stringify(ack)).toBe(true);
     const done = await until(() => seen.find(([n, p]) => (n === 'chat:done' || n === 'chat:error') && p.subtaskId === ack.subtaskId), 120_000, 'the turn to end');
     expect(done[0], JSON.stringify(done[1])).toBe('chat:done');
@@ -172,6 +172,34 @@ describe.each([
     );
     const ran = JSON.parse(results.get('s2')!);
     expect(ran.stdout).toBe(`${HELLO_SH}hello from the skill\n${createHash('sha256').update(BLOB).digest('hex')}  .skills/probe-kit/data/blob.bin\n`);
+  }, 150_000);
+
+  it('copies a preloaded skill’s files into the sandbox before the turn’s first tool runs', async () => {
+    const preloading = `kind: Ghost
+metadata: {name: preloader}
+spec: {systemPrompt: You probe., tools: [], skills: [probe-kit], preload_skills: [probe-kit]}
+---
+kind: Bot
+metadata: {name: preloader}
+spec: {ghostRef: {name: preloader}, shellRef: {name: Code}, modelRef: {name: fake}}
+---
+kind: Team
+metadata: {name: preloaders}
+spec: {members: [{botRef: {name: preloader}, role: leader}]}
+`;
+    const res = await server.request('POST', '/api/v1/apply', { token: erin.token, raw: preloading, headers: { 'content-type': 'application/yaml' } });
+    expect(res.status, res.text).toBe(200);
+    fake.script([
+      { match: { lastUserText: 'run the preloaded kit' }, steps: [{ toolCall: { id: 'p1', name: 'exec', arguments: { command: 'sh .skills/probe-kit/scripts/hello.sh && sha256sum .skills/probe-kit/data/blob.bin' } } }] },
+      { match: { lastUserText: 'run the preloaded kit' }, steps: [{ text: 'Ran it.' }] },
+    ]);
+    const before = fake.requests.length;
+    await turn('preload-1', 'run the preloaded kit', 'preloaders');
+    // The body was in the system prompt (no load_skill offered), and the files were there for the first exec.
+    expect(fake.requests[before]!.body.messages[0].content).toContain('## Skill: probe-kit\n# Probe kit');
+    expect(fake.requests[before]!.body.tools.map((t: any) => t.function.name)).not.toContain('load_skill');
+    const ran = JSON.parse(fake.requests.at(-1)!.body.messages.at(-1).content);
+    expect(ran.stdout, ran.stderr).toBe(`hello from the skill\n${createHash('sha256').update(BLOB).digest('hex')}  .skills/probe-kit/data/blob.bin\n`);
   }, 150_000);
 
   it('adds the tokens of a sandboxed program’s model calls through the gateway to the turn’s usage', async () => {

@@ -424,6 +424,7 @@ export class SandboxService {
       limits,
       workspaceMode: cfg.workspaceMode,
       publishPorts: shell.publishPorts,
+      ...(shell.idleTimeoutSeconds !== undefined ? { idleTimeoutMs: shell.idleTimeoutSeconds * 1000 } : {}),
       signal: req.signal,
       onQueued: (position) => {
         queued = true;
