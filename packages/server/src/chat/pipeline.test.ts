@@ -114,6 +114,26 @@ describe('pipeline confirmation over /chat', () => {
     expect(fake.requests[2]!.body.messages.slice(1)).toEqual([{ role: 'user', content: 'Add a remember-me box.' }]);
   });
 
+  it('confirms over REST: POST /tasks/{id}/confirm passes the edited text on; 409 when nothing waits, 404 for another user', async () => {
+    fake.reset();
+    fake.script(['Spec v1', 'Code for the REST-edited spec.']);
+    const created = await server.request('POST', '/api/v1/tasks', { token: alice.token, body: { team: 'spec-dev', message: 'Build a todo app' } });
+    expect(created.status, created.text).toBe(201);
+    const id = created.body.task.metadata.uid;
+    await until(async () => (await server.request('GET', `/api/v1/tasks/${id}`, { token: alice.token })).body.status.status === 'PENDING_CONFIRMATION', 15_000, 'the pause');
+    const bob = await server.createUser('bob-confirm');
+    expect((await server.request('POST', `/api/v1/tasks/${id}/confirm`, { token: bob.token, body: {} })).status).toBe(404);
+    const confirm = await server.request('POST', `/api/v1/tasks/${id}/confirm`, { token: alice.token, body: { message: 'Spec v2 (edited over REST)' } });
+    expect(confirm.status, confirm.text).toBe(202);
+    expect(confirm.body).toMatchObject({ taskId: id, runSeq: 1, subtaskId: expect.any(String) });
+    await until(async () => (await server.request('GET', `/api/v1/tasks/${id}`, { token: alice.token })).body.status.status === 'COMPLETED', 15_000, 'the second stage');
+    // The developer stage received the edited text as the previous stage's answer.
+    expect(JSON.stringify(fake.requests[1]!.body.messages)).toContain('Spec v2 (edited over REST)');
+    const again = await server.request('POST', `/api/v1/tasks/${id}/confirm`, { token: alice.token });
+    expect(again.status).toBe(409);
+    expect(again.body).toMatchObject({ kind: 'Status', reason: 'Conflict', code: 409 });
+  });
+
   it('revises the paused stage in a new run when a message arrives while paused', async () => {
     fake.reset();
     fake.script(['Spec v1', 'Spec v2 with OAuth.', 'OAuth code.']);

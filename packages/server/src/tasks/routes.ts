@@ -147,6 +147,15 @@ export async function registerTaskRoutes(app: App, ctx: AppContext): Promise<voi
     return { taskId: result.taskId, runId: result.runId, runSeq: result.runSeq, messageId: result.messageId, subtaskId: result.subtaskId, status: result.status };
   });
 
+  // The REST form of `chat:send {action: "pipeline:confirm"}`: the paused pipeline stage goes on, optionally
+  // with edited text in place of the stage's answer (api.md §5).
+  app.post('/api/v1/tasks/:id/confirm', { config: { auth: 'user' }, schema: { tags, summary: 'Confirm a pipeline stage that waits for confirmation', params: IdParams, body: z.strictObject({ message: z.string().optional(), clientMessageId: ClientMessageId.optional() }).nullish(), response: { 202: SendAnswer, 200: SendAnswer, ...errors } } }, async (req, reply) => {
+    const b = req.body ?? {};
+    const result = await tasks.send(principal(req), ChatSendPayload.parse({ clientMessageId: idempotencyKey(req, b.clientMessageId), taskId: req.params.id, message: b.message, action: 'pipeline:confirm' }), { source: 'api' });
+    reply.code(result.duplicate ? 200 : 202);
+    return { taskId: result.taskId, runId: result.runId, runSeq: result.runSeq, messageId: result.messageId, subtaskId: result.subtaskId, status: result.status };
+  });
+
   const MessagesQuery = z.object({ limit: z.coerce.number().int().min(1).max(200).default(50), beforeSeq: z.coerce.number().int().min(0).optional(), afterSeq: z.coerce.number().int().min(0).optional(), includeHidden: z.enum(['true', 'false']).optional() });
   app.get('/api/v1/tasks/:id/messages', { config: { auth: 'user' }, schema: { tags, summary: 'Messages of a task, ascending seq', params: IdParams, querystring: MessagesQuery, response: { 200: z.object({ items: z.array(Message), hasMoreBefore: z.boolean(), hasMoreAfter: z.boolean() }), ...errors } } }, async (req) => {
     const q = req.query;
