@@ -3,6 +3,7 @@ import OpenAI from 'openai';
 import { startFakeModelServer, type FakeModelServer, type FakeRecordedRequest } from '@wegent/runtime/testing';
 import { startTestServer, type TestServer } from '../testing/server.js';
 import { fakeTeamManifest } from '../testing/fake-team.js';
+import { until } from '../testing/wait.js';
 
 let server: TestServer;
 let fake: FakeModelServer;
@@ -149,6 +150,16 @@ describe('Responses API', () => {
     ]);
     const subtasks = await server.request('GET', `/api/v1/tasks/${taskId}/subtasks`, { token: alice.token });
     expect(subtasks.body.items.map((t: { runSeq: number; status: string }) => [t.runSeq, t.status])).toEqual([[1, 'COMPLETED']]);
+    // A retry of that answer runs with the same instructions and sampling parameters.
+    fake.script([{ match: { lastUserText: 'and now?' }, steps: [{ text: 'ok again' }] }]);
+    const answer = messages.body.items.at(-1) as { id: string };
+    const retry = await server.request('POST', `/api/v1/tasks/${taskId}/retry`, { token: alice.token, body: { subtaskId: answer.id } });
+    expect(retry.status, retry.text).toBe(202);
+    await until(async () => (await server.request('GET', `/api/v1/tasks/${taskId}`, { token: alice.token })).body.status.status === 'COMPLETED' || undefined, 15_000, 'the retry');
+    const retried = fake.requests.filter((r) => r.lastUserText === 'and now?').at(-1)!;
+    expect(retried).not.toBe(request);
+    expect(retried.systemText).toContain('Be brief.\n\nAnswer in French.');
+    expect(retried.body).toMatchObject({ temperature: 0.25, max_tokens: 77 });
   });
 
   it('cancels a streaming response: the stream ends incomplete with the text so far and the model call is closed', async () => {
