@@ -446,7 +446,6 @@ async function runLoad(
     log(`${o.label}: ${o.warmupS} s warm-up, then ${o.durationS} s measured…`);
     await sleep(Math.max(0, sink.windowStart - now()));
     if (o.profileFile) await server.profileStart();
-    const cpu = await cpuWindow(server);
     let streamingSum = 0;
     let streamingMin = Infinity;
     let ticks = 0;
@@ -468,6 +467,8 @@ async function runLoad(
       streamingMin = Math.min(streamingMin, streaming);
       ticks++;
     }, 100);
+    // Started after the sampler and the probe: an overloaded server answers this reading seconds late.
+    const cpu = await cpuWindow(server);
     await sleep(Math.max(0, sink.windowEnd - now()));
     stop = true; // no new streams after the window
     clearInterval(sampler);

@@ -226,6 +226,7 @@ export class SandboxPool {
       if (!w) return undefined;
       if (w.ending) continue;
       if (w.warm?.recycleTimer) clearTimeout(w.warm.recycleTimer);
+      if (w.heartbeatTimer) clearTimeout(w.heartbeatTimer);
       w.warm = undefined;
       return w;
     }
@@ -596,21 +597,46 @@ export class SandboxPool {
     } finally {
       this.warmPending.delete(id);
     }
-    const recycle = setTimeout(() => {
-      const i = this.warm.indexOf(w);
-      if (i < 0) return;
-      this.warm.splice(i, 1);
-      void this.discardWarm(w).finally(() => this.fillWarm());
-    }, this.opts.warmMaxIdleMs ?? 3600_000);
+    const recycle = setTimeout(() => this.replaceWarm(w), this.opts.warmMaxIdleMs ?? 3600_000);
     recycle.unref?.();
     if (w.warm) w.warm.recycleTimer = recycle;
+    this.scheduleWarmHeartbeat(w, 0);
     return w;
+  }
+
+  /** Removes a warm sandbox still waiting in the pool and starts another in its place. */
+  private replaceWarm(w: LiveSandbox): void {
+    const i = this.warm.indexOf(w);
+    if (i < 0) return;
+    this.warm.splice(i, 1);
+    void this.discardWarm(w).finally(() => this.fillWarm());
+  }
+
+  /**
+   * A warm sandbox is health-checked like a live one (§9), so that no task is handed an agent that stopped
+   * answering while it waited: after N failures in a row it is replaced. Taking it ends these checks.
+   */
+  private scheduleWarmHeartbeat(w: LiveSandbox, failures: number): void {
+    const interval = this.opts.heartbeatIntervalMs ?? 5000;
+    const limit = this.opts.heartbeatFailures ?? 3;
+    w.heartbeatTimer = setTimeout(() => {
+      void (async () => {
+        if (!w.warm || w.ending || this.closed) return;
+        const ok = await health({ runDir: w.runDir }, { timeoutMs: Math.min(2000, Math.max(200, interval)) }).then(() => true, () => false);
+        if (!w.warm || w.ending) return;
+        const n = ok ? 0 : failures + 1;
+        if (n < limit) this.scheduleWarmHeartbeat(w, n);
+        else this.replaceWarm(w);
+      })();
+    }, interval);
+    w.heartbeatTimer.unref?.();
   }
 
   /** Removes a warm sandbox that was never taken: processes, container, gateway and both folders. */
   private discardWarm(w: LiveSandbox): Promise<void> {
     w.ending ??= (async () => {
       if (w.warm?.recycleTimer) clearTimeout(w.warm.recycleTimer);
+      if (w.heartbeatTimer) clearTimeout(w.heartbeatTimer);
       await w.gateway.close().catch(() => undefined);
       if (w.handle.ref) {
         await this.opts.driver.stop(w.handle, 0).catch(() => undefined);

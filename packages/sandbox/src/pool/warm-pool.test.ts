@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { InMemorySandboxRecordStore } from './records.js';
 import { SandboxPool, type SandboxPoolOptions } from './sandbox-pool.js';
 import { SandboxFolders, sh } from '../testing/sandbox-fixture.js';
-import { DRIVER_NAMES, isAlive, setupPoolDriver, until, type PoolDriverSetup } from '../testing/pool-drivers.js';
+import { DRIVER_NAMES, agentPid, isAlive, setupPoolDriver, until, type PoolDriverSetup } from '../testing/pool-drivers.js';
 
 describe.each(DRIVER_NAMES)('the warm pool (%s driver)', (name) => {
   const folders = new SandboxFolders();
@@ -102,6 +102,23 @@ describe.each(DRIVER_NAMES)('the warm pool (%s driver)', (name) => {
     await until(() => pids.every((p) => !isAlive(p)), 5000);
     expect(existsSync(join(folders.dataDir, 'sandboxes', first))).toBe(false);
     expect(existsSync(join(folders.runBase, first))).toBe(false);
+  });
+
+  it('replaces a warm sandbox whose agent stopped answering its heartbeats, so no task is handed it', async () => {
+    const pool = makePool({ heartbeatIntervalMs: 200 });
+    await pool.whenWarm();
+    const [first] = pool.warmIds() as [string];
+    ids.add(first);
+    const pids = await pool.hostPids(first);
+    const agent = agentPid(pids);
+    expect(agent).toBeDefined();
+    process.kill(agent as number, 'SIGSTOP');
+    await until(() => pool.warmIds().length === 1 && pool.warmIds()[0] !== first, 20_000);
+    pool.warmIds().forEach((id) => ids.add(id));
+    await until(() => pids.every((p) => !isAlive(p)), 5000);
+    const rec = await pool.acquire(req('task-after-stall'));
+    expect(rec.id).not.toBe(first);
+    expect((await pool.handle(rec.id).exec({ command: 'echo fine' }, {})).stdout).toBe('fine\n');
   });
 
   it('closing the pool removes its warm sandboxes and their folders', async () => {
