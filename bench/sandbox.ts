@@ -10,7 +10,8 @@
  *   exec    `exec true` round trip through the agent (`SandboxAgentHandle.exec`), and a bare health round trip.
  *   memory  N idle sandboxes, measured from the host: the cgroup's charged memory (v1 memory.usage_in_bytes,
  *           v2 memory.current) and, for docker, the container's containerd-shim outside the cgroup.
- *   burst   100 sandboxes requested at once, with the scheduler cap raised to 100 so that all really start.
+ *   burst   100 sandboxes requested at once, with the scheduler cap raised to 100 so that all are admitted; the
+ *           pool's start gate (default: twice the cores) lets them start a few at a time, first come first served.
  *
  * Environment: BENCH_SANDBOX_DRIVERS (docker,bwrap), BENCH_SANDBOX_SCENARIOS (comma subset of the ids above),
  * BENCH_SANDBOX_SAMPLES (cold and warm samples per driver, default 30), BENCH_SANDBOX_EXEC_SAMPLES (default 100),
@@ -538,7 +539,7 @@ function report(figures: DriverFigures[], floor: Floor, o: ReportOptions): Bench
     `drivers: ${[...o.drivers].join(', ')}; executor rootfs ${o.rootfsHash.slice(0, 12)} (Node ${o.nodeVersion} inside); default sandbox limits (1024 MiB memory + 256 MiB /tmp, 1 CPU, 256 processes, no network)`,
     `SandboxPool with in-memory records, idle timeout 1 h; cold and memory: warm pool off; warm: \`warmPool: 1\``,
     `cold and warm: ${o.samples} samples each after ${WARMUP} warm-up starts, one at a time; each sample is stopped (not timed) and followed by a ${SETTLE_MS} ms pause`,
-    `${o.burstCount} at once: scheduler cap raised to maxRunning ${o.burstCount}, maxPerUser ${o.burstCount} (default 5 and 3), so that all ${o.burstCount} really start together; readiness timeout ${BURST_READY_TIMEOUT_MS / 1000} s (default 30 s)`,
+    `${o.burstCount} at once: scheduler cap raised to maxRunning ${o.burstCount}, maxPerUser ${o.burstCount} (default 5 and 3), so that all ${o.burstCount} are admitted at once; they start ${2 * os.availableParallelism()} at a time through the pool's start gate (\`startConcurrency\`, default twice the cores); readiness timeout ${BURST_READY_TIMEOUT_MS / 1000} s (default 30 s)`,
     `memory: ${o.idleCount} sandboxes at once (cap raised to ${o.idleCount}); "fits" = ⌊(MemTotal ${(memTotal / 1024 ** 3).toFixed(1)} GiB − ${HOST_RESERVE_BYTES / 1024 ** 3} GiB kept for the OS, dockerd and the server) ÷ per sandbox p50⌋, per sandbox = cgroup charged + (docker) its containerd-shim`,
   ];
   const markdown = [

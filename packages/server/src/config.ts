@@ -72,6 +72,7 @@ const EnvSchema = z.object({
   WEGENT_SANDBOX_MAX_PER_USER: int(1, 10_000).default(3),
   WEGENT_SANDBOX_QUEUE_TIMEOUT_SECONDS: int(1, 86_400).default(600),
   WEGENT_SANDBOX_WARM_POOL: int(0, 100).default(1),
+  WEGENT_SANDBOX_START_CONCURRENCY: int(1, 256).optional(),
   WEGENT_SANDBOX_MAX_MEMORY_MB: int(64, 1_048_576).default(8192),
   WEGENT_SANDBOX_MAX_CPUS: z.coerce.number().positive().max(1024).default(4),
   WEGENT_SANDBOX_MAX_PIDS: int(16, 4_194_304).default(4096),
@@ -139,6 +140,8 @@ export type ServerConfig = {
     maxPerUser: number;
     queueTimeoutSeconds: number;
     warmPool: number;
+    /** Sandboxes started at once; unset: twice the number of cores. */
+    startConcurrency?: number;
     maxima: { memoryMB: number; cpus: number; pids: number; diskMB: number };
     allowEgress: boolean;
     workspaceMode: 'dir' | 'tmpfs';
@@ -229,6 +232,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxPerUser: e.WEGENT_SANDBOX_MAX_PER_USER,
       queueTimeoutSeconds: e.WEGENT_SANDBOX_QUEUE_TIMEOUT_SECONDS,
       warmPool: e.WEGENT_SANDBOX_WARM_POOL,
+      startConcurrency: e.WEGENT_SANDBOX_START_CONCURRENCY,
       maxima: { memoryMB: e.WEGENT_SANDBOX_MAX_MEMORY_MB, cpus: e.WEGENT_SANDBOX_MAX_CPUS, pids: e.WEGENT_SANDBOX_MAX_PIDS, diskMB: e.WEGENT_SANDBOX_MAX_DISK_MB },
       allowEgress: e.WEGENT_SANDBOX_ALLOW_EGRESS,
       workspaceMode: e.WEGENT_SANDBOX_WORKSPACE_MODE,

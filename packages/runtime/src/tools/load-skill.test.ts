@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeModelServer, type FakeModelServer } from '../testing/index.js';
 import { executeRun } from '../run/execute-run.js';
 import { member, modelConnection, RecordingHost, soloRequest } from '../run/test-fixtures.js';
+import type { SandboxSession } from '@wegent/core';
 import type { ResolvedMember, ResolvedSkill } from '../run/types.js';
 
 let fake: FakeModelServer;
@@ -113,5 +114,25 @@ describe('skills in a member turn (runtime.md §4.1, §6.3, §8)', () => {
       expect.objectContaining({ type: 'warning', message: "Skill 'coder-only' is not bound to the Chat shell and is left out." }),
     ]);
     expect(fake.requests[0]!.body.messages[0].content).toContain('- pdf-tools: ');
+  });
+
+  it('ends a sandboxed turn with SANDBOX_UNAVAILABLE when a preloaded skill’s files cannot be copied in', async () => {
+    const kit: ResolvedSkill = { ...skill('kit', 'A kit.', 'Run the kit.'), packageHash: 'sha-kit' };
+    const writes: string[] = [];
+    const session: SandboxSession = {
+      id: 'sbx-preload', memoryMB: 512,
+      exec: () => Promise.reject(new Error('not reached')),
+      readFile: () => Promise.reject(new Error('not used')),
+      writeFile: async (req) => { writes.push(req.path); throw new Error('disk full'); },
+      listFiles: () => Promise.reject(new Error('not used')),
+      failure: () => undefined,
+      release: () => {},
+    };
+    const host = new RecordingHost();
+    Object.assign(host, { acquireSandbox: async () => session, loadSkillPackage: async () => [{ path: 'run.sh', data: new TextEncoder().encode('echo hi') }] });
+    fake.script([{ steps: [{ toolCall: { id: 'c1', name: 'exec', arguments: { command: 'sh .skills/kit/run.sh' } } }] }, 'never']);
+    const outcome = await executeRun(soloRequest({ members: [skilledMember({ tools: ['sandbox'], skills: [kit], preloadSkills: ['kit'] })] }), host, new AbortController().signal);
+    expect(writes).toEqual(['/workspace/.skills/kit/run.sh']);
+    expect(outcome).toEqual({ status: 'failed', error: { code: 'SANDBOX_UNAVAILABLE', message: 'the sandbox could not be prepared: disk full' } });
   });
 });

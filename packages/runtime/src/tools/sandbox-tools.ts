@@ -62,13 +62,13 @@ export class SandboxLease {
         const s = await this.host.acquireSandbox({ turnId: this.turnId, shell: this.shell, signal: this.signal, ...(this.model ? { model: this.model } : {}) });
         this.#acquired = s;
         // Preparation the turn asked for (preloaded skills' files) is in place before the first tool uses it.
-        for (const prepare of this.#onAcquired) await prepare(s, this.signal);
+        await this.prepare(s, this.#onAcquired);
         this.#prepared = true;
         return s;
       } catch (err) {
         if (this.signal.aborted) throw err;
         const code = err instanceof SandboxAcquireError ? err.code : 'SANDBOX_UNAVAILABLE';
-        this.#error = { code, message: err instanceof Error ? err.message : String(err) };
+        this.#error ??= { code, message: err instanceof Error ? err.message : String(err) };
         throw err;
       }
     })();
@@ -81,8 +81,18 @@ export class SandboxLease {
    */
   onAcquired(prepare: (session: SandboxSession, signal: AbortSignal) => Promise<void>): void {
     // Acquired already (a Code turn takes its sandbox at the start): the next `session()` waits for it.
-    if (this.#prepared && this.#session) this.#session = this.#session.then(async (s) => { await prepare(s, this.signal); return s; });
+    if (this.#prepared && this.#session) this.#session = this.#session.then(async (s) => { await this.prepare(s, [prepare]); return s; });
     else this.#onAcquired.push(prepare);
+  }
+
+  /** Runs preparations; one that fails ends the turn like a sandbox that could not be had. */
+  private async prepare(s: SandboxSession, steps: readonly ((session: SandboxSession, signal: AbortSignal) => Promise<void>)[]): Promise<void> {
+    try {
+      for (const step of steps) await step(s, this.signal);
+    } catch (err) {
+      if (!this.signal.aborted) this.#error ??= { code: 'SANDBOX_UNAVAILABLE', message: `the sandbox could not be prepared: ${err instanceof Error ? err.message : String(err)}` };
+      throw err;
+    }
   }
 
   /** Why the turn must end: the sandbox could not be had, or ended while the turn held it. */

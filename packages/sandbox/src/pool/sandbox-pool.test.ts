@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BwrapDriver } from '../drivers/bwrap.js';
@@ -60,6 +60,19 @@ describe('SandboxPool (bwrap driver)', () => {
     expect(states).toEqual(['Created', 'Running', 'Completed:IDLE_TIMEOUT', 'Cleanup:IDLE_TIMEOUT', 'Deleted:IDLE_TIMEOUT']);
     expect(existsSync(`${folders.runBase}/${rec.id}`)).toBe(false);
     expect(existsSync(rec.workspaceDir)).toBe(true); // the workspace is retained
+  });
+
+  it('requests of a task that arrive while its sandbox is ending all get the one next sandbox, with the workspace', async () => {
+    const pool = makePool();
+    const first = await pool.acquire(req('task-ending'));
+    writeFileSync(`${first.workspaceDir}/kept.txt`, 'kept\n');
+    const ending = pool.stop(first.id, 'USER_STOPPED');
+    const next = await Promise.all([1, 2, 3].map((i) => pool.acquire({ ...req('task-ending'), turnId: `task-ending-t${i + 1}` })));
+    await ending;
+    expect(new Set(next.map((r) => r.id)).size).toBe(1);
+    expect(next[0]!.id).not.toBe(first.id);
+    expect(readFileSync(`${next[0]!.workspaceDir}/kept.txt`, 'utf8')).toBe('kept\n');
+    expect((await pool.list({ taskId: 'task-ending', states: ['Running'] })).map((r) => r.inUseBy.sort())).toEqual([['task-ending-t2', 'task-ending-t3', 'task-ending-t4']]);
   });
 
   it('ends an idle sandbox after the idle timeout its Shell asked for, not the pool default', async () => {

@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -22,6 +23,7 @@ import type { DriverHandle, SandboxDriver, SandboxLimits, StopReason, WorkspaceM
 import { SandboxError } from '../types.js';
 import { cloneWorkspace, type CloneOptions, type WorkspaceSpec } from '../workspace/git-clone.js';
 import { FairScheduler, type SchedulerLimits, type Slot } from './fair-scheduler.js';
+import { StartGate } from './start-gate.js';
 import { oomEventsFile, readOomKills } from './oom-counter.js';
 import type { SandboxRecord, SandboxRecordFilter, SandboxRecordStore } from './records.js';
 
@@ -82,6 +84,12 @@ export interface SandboxPoolOptions {
    * (default 24 h; 0: never).
    */
   workspaceRetentionMs?: number;
+  /**
+   * Sandboxes started at once (create, start, readiness); the rest wait their turn, first come first served
+   * (default: twice the number of cores — a start is mostly CPU, with some waiting in between). On a burst
+   * this hands the first sandboxes out early instead of all of them late.
+   */
+  startConcurrency?: number;
   /** Host uid/gid of the sandbox user under bwrap run by root (WEGENT_SANDBOX_HOST_UID/_GID, default 1000). */
   sandboxHostUid?: number;
   sandboxHostGid?: number;
@@ -159,6 +167,7 @@ interface LiveSandbox {
 /** Hands out one sandbox per task, fairly, within the limits. */
 export class SandboxPool {
   readonly scheduler: FairScheduler;
+  private readonly startGate: StartGate;
   private readonly live = new Map<string, LiveSandbox>();
   private readonly byTask = new Map<string, string>();
   private readonly starting = new Map<string, Promise<SandboxRecord>>();
@@ -173,6 +182,7 @@ export class SandboxPool {
 
   constructor(private readonly opts: SandboxPoolOptions) {
     this.scheduler = new FairScheduler({ maxRunning: 5, maxPerUser: 3, queueTimeoutMs: 600_000, ...opts.scheduler });
+    this.startGate = new StartGate(opts.startConcurrency ?? 2 * availableParallelism());
     if ((opts.warmPool ?? 0) > 0) this.fillWarm();
   }
 
@@ -183,16 +193,24 @@ export class SandboxPool {
   async acquire(req: AcquireRequest): Promise<SandboxRecord> {
     if (this.closed) throw new SandboxError('SANDBOX_UNAVAILABLE', 'the sandbox pool is shut down');
     this.watchDriver();
-    const existing = this.byTask.get(req.taskId);
-    const live = existing ? this.live.get(existing) : undefined;
-    if (live && !live.ending && (live.record.state === 'Running' || live.record.state === 'Created')) return this.use(live, req);
-    const pending = this.starting.get(req.taskId);
-    if (pending) { const rec = await pending; const l = this.live.get(rec.id); if (l && !l.ending) return this.use(l, req); }
-    // The task's previous sandbox is still being cleaned up: its workspace is taken over once it is free.
-    if (live?.ending) await live.ending.catch(() => undefined);
-    const p = this.startNew(req);
-    this.starting.set(req.taskId, p);
-    try { return await p; } finally { this.starting.delete(req.taskId); }
+    for (;;) {
+      const existing = this.byTask.get(req.taskId);
+      const live = existing ? this.live.get(existing) : undefined;
+      if (live && !live.ending && (live.record.state === 'Running' || live.record.state === 'Created')) return this.use(live, req);
+      const pending = this.starting.get(req.taskId);
+      if (pending) {
+        const rec = await pending;
+        const l = this.live.get(rec.id);
+        if (l && !l.ending) return this.use(l, req);
+        continue;
+      }
+      // The task's previous sandbox is still being cleaned up: its workspace is taken over once it is free.
+      // Then look again — another request of the task may have started the next sandbox meanwhile.
+      if (live?.ending) { await live.ending.catch(() => undefined); continue; }
+      const p = this.startNew(req);
+      this.starting.set(req.taskId, p);
+      try { return await p; } finally { this.starting.delete(req.taskId); }
+    }
   }
 
   private async use(live: LiveSandbox, req: Pick<AcquireRequest, 'turnId' | 'idleTimeoutMs'>): Promise<SandboxRecord> {
@@ -347,6 +365,15 @@ export class SandboxPool {
 
   /** Driver create + start, the gateway socket, and readiness (agent sandboxes). */
   private async launch(live: LiveSandbox, p: { limits: SandboxLimits; workspaceMode: WorkspaceMode; workspaceDir: string; command?: string[]; signal?: AbortSignal }): Promise<void> {
+    const leave = await this.startGate.enter(p.signal);
+    try {
+      await this.createAndStart(live, p);
+    } finally {
+      leave();
+    }
+  }
+
+  private async createAndStart(live: LiveSandbox, p: { limits: SandboxLimits; workspaceMode: WorkspaceMode; workspaceDir: string; command?: string[]; signal?: AbortSignal }): Promise<void> {
     const id = live.record.id;
     live.handle = await this.opts.driver.create({
       id, labels: live.handle.labels, limits: p.limits, network: 'none', workspaceMode: p.workspaceMode,
@@ -652,29 +679,35 @@ export class SandboxPool {
     live.ending ??= (async () => {
       for (const t of [live.idleTimer, live.heartbeatTimer, live.lifetimeTimer]) if (t) clearTimeout(t);
       const id = live.record.id;
-      const inspect = live.handle.ref ? await this.opts.driver.inspect(live.handle).catch(() => undefined) : undefined;
-      const failed = FAILED_REASONS.has(reason);
-      const oom = reason === 'OOM';
-      live.record = await this.opts.records.update(id, {
-        state: failed ? 'Failed' : 'Completed', stateReason: reason, endedAt: new Date(),
-        message: message ?? (oom ? `The sandbox ran out of memory (limit ${live.record.limits.memoryMB} MiB) and was stopped.` : null),
-        exitCode: inspect?.exitCode ?? null, oomKilled: oom || (inspect?.oomKilled === true && reason === 'CRASHED'),
-      });
-      this.statusChannel.push(live.record);
-      live.record = await this.opts.records.update(id, { state: 'Cleanup' });
-      this.statusChannel.push(live.record);
-      await live.gateway.close().catch(() => undefined);
-      if (live.handle.ref) {
-        await this.opts.driver.stop(live.handle, STOP_GRACE_MS);
-        await this.opts.driver.remove(live.handle);
+      try {
+        const inspect = live.handle.ref ? await this.opts.driver.inspect(live.handle).catch(() => undefined) : undefined;
+        const failed = FAILED_REASONS.has(reason);
+        const oom = reason === 'OOM';
+        live.record = await this.opts.records.update(id, {
+          state: failed ? 'Failed' : 'Completed', stateReason: reason, endedAt: new Date(),
+          message: message ?? (oom ? `The sandbox ran out of memory (limit ${live.record.limits.memoryMB} MiB) and was stopped.` : null),
+          exitCode: inspect?.exitCode ?? null, oomKilled: oom || (inspect?.oomKilled === true && reason === 'CRASHED'),
+        });
+        this.statusChannel.push(live.record);
+        live.record = await this.opts.records.update(id, { state: 'Cleanup' });
+        this.statusChannel.push(live.record);
+        await live.gateway.close().catch(() => undefined);
+        if (live.handle.ref) {
+          await this.opts.driver.stop(live.handle, STOP_GRACE_MS);
+          await this.opts.driver.remove(live.handle);
+        }
+        // Ports of a sandbox that is gone are reclaimed by the reaper if this fails.
+        await this.opts.ports?.release(id).catch(() => undefined);
+        await rm(live.runDir, { recursive: true, force: true });
+        live.record = await this.opts.records.update(id, { state: 'Deleted', deletedAt: new Date(), inUseBy: [] });
+        this.statusChannel.push(live.record);
+      } finally {
+        // Also when a step above failed (the reaper finishes what is left): the slot frees up, and only now
+        // does the task's next request look for the workspace this one leaves.
+        live.slot?.release();
+        this.live.delete(id);
+        if (this.byTask.get(live.record.taskId) === id) this.byTask.delete(live.record.taskId);
       }
-      await this.opts.ports?.release(id);
-      await rm(live.runDir, { recursive: true, force: true });
-      live.slot?.release();
-      this.live.delete(id);
-      if (this.byTask.get(live.record.taskId) === id) this.byTask.delete(live.record.taskId);
-      live.record = await this.opts.records.update(id, { state: 'Deleted', deletedAt: new Date(), inUseBy: [] });
-      this.statusChannel.push(live.record);
     })();
     return live.ending;
   }
@@ -740,6 +773,7 @@ export class SandboxPool {
   /** Server shutdown: every sandbox ends with SHUTDOWN; warm ones are removed. */
   async close(): Promise<void> {
     this.closed = true;
+    this.startGate.close();
     if (this.warmRetry) clearTimeout(this.warmRetry);
     while (this.warmStarting > 0) await sleep(20);
     await Promise.all(this.warm.splice(0).map((w) => this.discardWarm(w)));

@@ -160,6 +160,9 @@ describe('Responses API', () => {
     expect(retried).not.toBe(request);
     expect(retried.systemText).toContain('Be brief.\n\nAnswer in French.');
     expect(retried.body).toMatchObject({ temperature: 0.25, max_tokens: 77 });
+    // Read as a response, the retried run shows the request it repeats.
+    const again = await client.responses.retrieve(`resp_${retry.body.runId}`);
+    expect(again).toMatchObject({ status: 'completed', instructions: 'Be brief.', temperature: 0.25, max_output_tokens: 77, model: 'default#t', output_text: 'ok again' });
   });
 
   it('cancels a streaming response: the stream ends incomplete with the text so far and the model call is closed', async () => {

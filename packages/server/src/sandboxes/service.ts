@@ -327,6 +327,7 @@ export class SandboxService {
       scheduler: { maxRunning: cfg.maxRunning, maxPerUser: cfg.maxPerUser, queueTimeoutMs: cfg.queueTimeoutSeconds * 1000 },
       ports,
       warmPool: cfg.warmPool,
+      ...(cfg.startConcurrency !== undefined ? { startConcurrency: cfg.startConcurrency } : {}),
       workspaceRetentionMs: cfg.workspaceRetentionHours * 3_600_000,
       git: { depth: cfg.gitCloneDepth, allowLocal: this.ctx.config.gitAllowLocal, allowSsh: cfg.gitAllowSsh, privateHostsAllow: this.ctx.config.privateHostsAllow },
       gateway: { privateHostsAllow: this.ctx.config.privateHostsAllow, allowPrivateTargets: this.ctx.config.modelAllowPrivate, onUsage: (u) => this.usageSinks.get(u.turnId)?.(u) },

@@ -335,7 +335,7 @@ export class TaskService {
     const runId = uuidv7();
     const subtaskId = uuidv7();
     const now = new Date().toISOString();
-    const previousInput = JSON.parse(previous.input) as { message: string; modelOverride?: Ref | null; overrides?: Record<string, unknown> };
+    const previousInput = JSON.parse(previous.input) as { message: string; modelOverride?: Ref | null; overrides?: Record<string, unknown>; openai?: Record<string, unknown> };
     const result: SendResult = { taskId: input.taskId, runId, runSeq, subtaskId, status: 'PENDING', created: false, duplicate: false };
     let moved: Awaited<ReturnType<TaskStateMachine['startRun']>> = null;
     await this.storage.db.transaction().execute(async (trx) => {
@@ -345,7 +345,7 @@ export class TaskService {
       // Its answers leave the context; its user message stays (the new run answers it again).
       await trx.updateTable('messages').set({ superseded_by_run_seq: runSeq }).where('run_id', '=', previous.id).where('role', '=', 'assistant').execute();
       const seq = await taskStore.allocateSeq(trx, input.taskId, 1);
-      await trx.insertInto('runs').values({ id: runId, task_id: input.taskId, run_seq: runSeq, status: 'PENDING', input: JSON.stringify({ ...(previousInput.overrides ? { overrides: previousInput.overrides } : {}), message: previousInput.message, modelOverride: input.modelOverride ?? previousInput.modelOverride ?? null, retryOf: { runSeq: turn.run_seq, stage: turn.member_index ?? 0 } }), superseded_by_run_seq: null, lease_owner: null, lease_expires_at: null, created_at: now, completed_at: null }).execute();
+      await trx.insertInto('runs').values({ id: runId, task_id: input.taskId, run_seq: runSeq, status: 'PENDING', input: JSON.stringify({ ...(previousInput.overrides ? { overrides: previousInput.overrides } : {}), ...(previousInput.openai ? { openai: previousInput.openai } : {}), message: previousInput.message, modelOverride: input.modelOverride ?? previousInput.modelOverride ?? null, retryOf: { runSeq: turn.run_seq, stage: turn.member_index ?? 0 } }), superseded_by_run_seq: null, lease_owner: null, lease_expires_at: null, created_at: now, completed_at: null }).execute();
       await trx
         .insertInto('messages')
         .values({ id: subtaskId, task_id: input.taskId, seq, run_id: runId, run_seq: runSeq, role: 'assistant', purpose: 'answer', visible: 1, content: '', reasoning: '', status: 'PENDING', status_reason: null, error: null, sender: JSON.stringify({ type: 'pending' }), blocks: '[]', model: null, usage: null, resolved: null, client_message_id: null, attempt: 1, member_index: 0, superseded_by_run_seq: null, created_at: now, started_at: null, completed_at: null, time_to_first_token_ms: null, duration_ms: null })
