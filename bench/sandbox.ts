@@ -532,7 +532,7 @@ function report(figures: DriverFigures[], floor: Floor, o: ReportOptions): Bench
   const burstNotes = measured.filter((f) => f.burst && f.cold?.cpuMs.length).map((f) => {
     const cpu = f.cold!.cpuMs.reduce((a, b) => a + b, 0) / f.cold!.cpuMs.length;
     const floor = (o.burstCount / 2) * cpu / os.cpus().length;
-    return `- ${f.driver}: a cold start costs the machine about ${fmt.ms(cpu)} of CPU (all processes: the agent's Node start-up, ${f.driver === 'docker' ? 'dockerd, containerd, runc' : 'bwrap and its launcher'}, the pool). Half of ${o.burstCount} starts therefore need at least ${fmt.ms((o.burstCount / 2) * cpu)} of CPU, i.e. ${fmt.ms(floor)} on ${os.cpus().length} cores: a lower bound for the p50 of ${o.burstCount} at once, whatever the code does. All ${o.burstCount} were ready after ${fmt.ms(f.burst!.wallMs)}.`;
+    return `- ${f.driver}: a cold start costs the machine about ${fmt.ms(cpu)} of CPU (all processes: the agent's Node start-up, ${f.driver === 'docker' ? 'dockerd, containerd, runc' : 'bwrap and its launcher'}, the pool). Half of ${o.burstCount} starts therefore need about ${fmt.ms((o.burstCount / 2) * cpu)} of CPU, i.e. about ${fmt.ms(floor)} on ${os.cpus().length} cores, before the p50 of ${o.burstCount} at once can be reached, whatever the order of the starts (a start in a burst costs somewhat less than a lone one: caches are warm). All ${o.burstCount} were ready after ${fmt.ms(f.burst!.wallMs)}.`;
   });
 
   const limits = [
