@@ -145,6 +145,11 @@ describe('SandboxPool (bwrap driver)', () => {
     expect(publishing.ports).toEqual([{ container: 3000, host: 10001, url: 'http://127.0.0.1:10001' }]);
     await pool.stop(publishing.id, 'USER_STOPPED');
     expect(await ports.allocate('someone-else')).toEqual([10001]);
+    // A claim whose sandbox is not live here (a crash before its clean-up) is reclaimed; live ones stay.
+    const again = await pool.acquire({ ...req('task-p3'), publishPorts: [3000] });
+    expect(await pool.reclaimPorts()).toEqual([10001]);
+    expect(again.ports[0]!.host).toBe(10002);
+    expect(await ports.allocate('next')).toEqual([10001]);
   });
 
   it('at start-up, reaps the sandboxes and records a previous run left behind', async () => {

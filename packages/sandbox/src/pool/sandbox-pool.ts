@@ -766,8 +766,13 @@ export class SandboxPool {
       if (!h.labels.taskId && !(await this.opts.records.get(h.sandboxId))) await rm(join(this.opts.dataDir, 'sandboxes', h.sandboxId), { recursive: true, force: true });
       removed.push(h.sandboxId);
     }
-    if (this.opts.ports) await this.opts.ports.reclaim((id) => this.live.has(id));
+    await this.reclaimPorts();
     return { removed, records };
+  }
+
+  /** Frees the host ports of sandboxes that are not live here (§8: at start-up and every minute); returns them. */
+  async reclaimPorts(): Promise<number[]> {
+    return this.opts.ports ? this.opts.ports.reclaim((id) => this.live.has(id)) : [];
   }
 
   /** Server shutdown: every sandbox ends with SHUTDOWN; warm ones are removed. */

@@ -251,6 +251,7 @@ export class SandboxService {
   private readonly warmTaken = new Set<string>();
   private purgeTimer?: NodeJS.Timeout;
   private reapTimer?: NodeJS.Timeout;
+  private portTimer?: NodeJS.Timeout;
   private watching?: Promise<void>;
 
   constructor(
@@ -343,6 +344,8 @@ export class SandboxService {
     if (reaped.removed.length + reaped.records.length) this.log.info({ removed: reaped.removed.length, records: reaped.records.length }, 'reaped sandboxes left by a previous process');
     this.reapTimer = setInterval(() => void this.pool?.reapOrphans().catch((err) => this.log.warn({ err }, 'reaping sandboxes failed')), 300_000);
     this.reapTimer.unref();
+    this.portTimer = setInterval(() => void this.pool?.reclaimPorts().catch((err) => this.log.warn({ err }, 'reclaiming sandbox ports failed')), 60_000);
+    this.portTimer.unref();
     this.watching = this.watchStatus(this.pool);
     sweep();
   }
@@ -593,6 +596,7 @@ export class SandboxService {
   async close(): Promise<void> {
     clearInterval(this.purgeTimer);
     clearInterval(this.reapTimer);
+    clearInterval(this.portTimer);
     await this.pool?.close();
     await this.watching?.catch(() => undefined);
   }
