@@ -18,7 +18,7 @@ import path from 'node:path';
 import autocannon, { type Options, type Request as AutocannonRequest, type Result } from 'autocannon';
 import { printYaml } from '@wegent/core';
 import type { Benchmark, BenchmarkReport } from './lib/benchmark.js';
-import { fmt, machineLine, markdownTable, type Table } from './lib/report.js';
+import { fmt, machineLine, limitsAndTargets, markdownTable, type Table } from './lib/report.js';
 import { ChildServer } from './lib/servers.js';
 import { applyBatch, ghost } from './lib/documents.js';
 import type { BareFixtures } from './lib/server-child.js';
@@ -344,14 +344,7 @@ async function run({ machine, log }: Parameters<Benchmark['run']>[0]): Promise<B
       "load generator does not take the server's CPU (the CPU columns show each side's use; 100% = one core).",
       'Wegent is driven as a normal user (role `user`, created by the admin) with a Bearer JWT.',
       '',
-      '**Limits set by this benchmark**',
-      '',
-      ...limits.map((l) => `- ${l}`),
-      '',
-      '### Targets',
-      '',
-      markdownTable(targets),
-      '',
+      ...limitsAndTargets(limits, targets),
       '### HTTP load',
       '',
       markdownTable(load),

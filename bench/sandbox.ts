@@ -31,7 +31,7 @@ import {
 } from '@wegent/sandbox';
 import type { Benchmark, BenchmarkReport } from './lib/benchmark.js';
 import { envNumber, machineBusyMs, percentiles, selectedScenarios } from './lib/measure.js';
-import { fmt, machineLine, markdownTable, type Table } from './lib/report.js';
+import { fmt, machineLine, limitsAndTargets, markdownTable, type Table } from './lib/report.js';
 
 const ALL_SCENARIOS = ['cold', 'warm', 'exec', 'memory', 'burst'] as const;
 const ALL_DRIVERS = ['docker', 'bwrap'] as const;
@@ -553,14 +553,7 @@ function report(figures: DriverFigures[], floor: Floor, o: ReportOptions): Bench
     'driver has created and started the sandbox and the sandbox agent (Node, inside) has answered `GET /v1/health` over',
     '`<run>/agent.sock`. The agent\'s own start-up is part of it.',
     '',
-    '**Limits set by this benchmark**',
-    '',
-    ...limits.map((l) => `- ${l}`),
-    '',
-    '### Targets',
-    '',
-    markdownTable(targetTable),
-    '',
+    ...limitsAndTargets(limits, targetTable),
     '### Start-to-ready',
     '',
     markdownTable(startTable),

@@ -45,7 +45,7 @@ import { createLanguageModel, createPinnedFetch, modelAddressPolicy, type ModelC
 import type { Benchmark, BenchmarkReport } from './lib/benchmark.js';
 import { call, createUser, expectStatus, login } from './lib/http.js';
 import { cpuWindow, envNumber, percentiles, selectedScenarios, type CpuShares } from './lib/measure.js';
-import { fmt, machineLine, markdownTable, type Table } from './lib/report.js';
+import { fmt, machineLine, limitsAndTargets, markdownTable, type Table } from './lib/report.js';
 import { ChildServer } from './lib/servers.js';
 
 const ALL_SCENARIOS = ['ttft', 'streams-200', 'streams-1000', 'churn-200', 'floor'] as const;
@@ -854,14 +854,7 @@ function report(r: {
     'normal user (role `user`, its own JWT, one socket) whose `chat:send {team: t}` resolves to them, and every',
     'stream is a new task.',
     '',
-    '**Limits set by this benchmark**',
-    '',
-    ...r.limits.map((l) => `- ${l}`),
-    '',
-    '### Targets',
-    '',
-    markdownTable(targets),
-    '',
+    ...limitsAndTargets(r.limits, targets),
     contention,
     '',
     '### Time to first token added by Wegent',

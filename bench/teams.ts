@@ -29,7 +29,7 @@ import { startFakeModelServer, type FakeModelServer, type FakeRecordedRequest } 
 import type { Benchmark, BenchmarkReport } from './lib/benchmark.js';
 import { call, createUser, expectStatus, login } from './lib/http.js';
 import { cpuWindow, envNumber, percentiles, selectedScenarios, type CpuShares } from './lib/measure.js';
-import { fmt, machineLine, markdownTable, type Table } from './lib/report.js';
+import { fmt, machineLine, limitsAndTargets, markdownTable, type Table } from './lib/report.js';
 import { ChildServer } from './lib/servers.js';
 
 const ALL_SCENARIOS = ['coordinate', 'pipeline'] as const;
@@ -338,14 +338,7 @@ async function run(context: { machine: import('./lib/report.js').Machine; log: (
     'the benchmark process. One user applies the Models, Ghosts, Bots and Teams and sends each run as a new task',
     '(`chat:send {team}`), one run at a time; times are taken by the client when it receives the events.',
     '',
-    '**Limits set by this benchmark**',
-    '',
-    ...limits.map((l) => `- ${l}`),
-    '',
-    '### Targets',
-    '',
-    markdownTable(targets),
-    '',
+    ...limitsAndTargets(limits, targets),
     contention,
     '',
     '### Coordinate: parallel members',

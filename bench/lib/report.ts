@@ -51,6 +51,11 @@ export function markdownTable(t: Table): string {
   ].join('\n');
 }
 
+/** The opening of every benchmark section after its prose: the limits it set, then its targets table. */
+export function limitsAndTargets(limits: readonly string[], targets: Table): string[] {
+  return ['**Limits set by this benchmark**', '', ...limits.map((l) => `- ${l}`), '', '### Targets', '', markdownTable(targets), ''];
+}
+
 const OPEN = /<!-- bench:([A-Za-z0-9_-]+) -->/g;
 
 /** The sections of docs/benchmarks.md, each delimited by `<!-- bench:id -->` … `<!-- /bench:id -->`, in file order. */

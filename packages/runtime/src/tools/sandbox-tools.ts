@@ -41,7 +41,6 @@ export class SandboxLease {
   #acquired?: SandboxSession;
   #error?: { code: TurnErrorCode; message: string };
   readonly #onAcquired: ((session: SandboxSession, signal: AbortSignal) => Promise<void>)[] = [];
-  #prepared = false;
 
   constructor(
     private readonly host: RunHost,
@@ -63,7 +62,6 @@ export class SandboxLease {
         this.#acquired = s;
         // Preparation the turn asked for (preloaded skills' files) is in place before the first tool uses it.
         await this.prepare(s, this.#onAcquired);
-        this.#prepared = true;
         return s;
       } catch (err) {
         if (this.signal.aborted) throw err;
@@ -80,8 +78,8 @@ export class SandboxLease {
    * skills' files). It must not call `session()` itself. A failure fails the acquisition.
    */
   onAcquired(prepare: (session: SandboxSession, signal: AbortSignal) => Promise<void>): void {
-    // Acquired already (a Code turn takes its sandbox at the start): the next `session()` waits for it.
-    if (this.#prepared && this.#session) this.#session = this.#session.then(async (s) => { await this.prepare(s, [prepare]); return s; });
+    // Asked for already (a Code turn takes its sandbox at the start): the next `session()` waits for it.
+    if (this.#session) this.#session = this.#session.then(async (s) => { await this.prepare(s, [prepare]); return s; });
     else this.#onAcquired.push(prepare);
   }
 

@@ -419,32 +419,37 @@ export class SandboxPool {
       else void this.stop(live.record.id, 'LIFETIME_LIMIT', 'The sandbox reached its lifetime limit and was stopped.');
     }, Math.max(0, lifetime - age));
     live.lifetimeTimer.unref?.();
-    if (live.hasAgent) this.scheduleHeartbeat(live, 0);
+    if (live.hasAgent) this.heartbeat(live, () => !live.ending && !this.closed, () => void this.agentLost(live));
   }
 
   /**
-   * §9: `GET /v1/health` every interval; after N failures in a row the driver tells whether the
-   * sandbox still runs: not running → CRASHED or OOM; running but silent → AGENT_UNRESPONSIVE.
+   * §9: `GET /v1/health` every interval while `watched()` holds; after N failures in a row, `lost()`.
+   * Live sandboxes and warm ones are watched alike; only what a lost agent means differs.
    */
-  private scheduleHeartbeat(live: LiveSandbox, failures: number): void {
+  private heartbeat(live: LiveSandbox, watched: () => boolean, lost: () => void, failures = 0): void {
     const interval = this.opts.heartbeatIntervalMs ?? 5000;
     const limit = this.opts.heartbeatFailures ?? 3;
     live.heartbeatTimer = setTimeout(() => {
       void (async () => {
-        if (live.ending || this.closed) return;
+        if (!watched()) return;
         const ok = await health({ runDir: live.runDir }, { timeoutMs: Math.min(2000, Math.max(200, interval)) }).then(() => true, () => false);
-        if (live.ending) return;
+        if (!watched()) return;
         const n = ok ? 0 : failures + 1;
-        if (n < limit) { this.scheduleHeartbeat(live, n); return; }
-        const st = await this.opts.driver.inspect(live.handle).catch(() => undefined);
-        if (st && !st.running) {
-          void this.end(live, st.oomKilled ? 'OOM' : 'CRASHED', st.oomKilled ? undefined : `The sandbox stopped unexpectedly (exit code ${st.exitCode ?? 'unknown'}).`);
-        } else {
-          void this.end(live, 'AGENT_UNRESPONSIVE', `The sandbox agent did not answer ${limit} health checks in a row, so the sandbox was stopped.`);
-        }
+        if (n < limit) this.heartbeat(live, watched, lost, n);
+        else lost();
       })();
     }, interval);
     live.heartbeatTimer.unref?.();
+  }
+
+  /** A live sandbox whose agent stopped answering: not running → CRASHED or OOM; running but silent → AGENT_UNRESPONSIVE. */
+  private async agentLost(live: LiveSandbox): Promise<void> {
+    const st = await this.opts.driver.inspect(live.handle).catch(() => undefined);
+    if (st && !st.running) {
+      await this.end(live, st.oomKilled ? 'OOM' : 'CRASHED', st.oomKilled ? undefined : `The sandbox stopped unexpectedly (exit code ${st.exitCode ?? 'unknown'}).`);
+    } else {
+      await this.end(live, 'AGENT_UNRESPONSIVE', `The sandbox agent did not answer ${this.opts.heartbeatFailures ?? 3} health checks in a row, so the sandbox was stopped.`);
+    }
   }
 
   /** The sandbox's memory cgroup `oom_kill` file, found once from a host pid of the sandbox. */
@@ -627,7 +632,9 @@ export class SandboxPool {
     const recycle = setTimeout(() => this.replaceWarm(w), this.opts.warmMaxIdleMs ?? 3600_000);
     recycle.unref?.();
     if (w.warm) w.warm.recycleTimer = recycle;
-    this.scheduleWarmHeartbeat(w, 0);
+    // Health-checked like a live one (§9), so that no task is handed an agent that stopped answering while it
+    // waited: after N failures in a row it is replaced. Taking it ends these checks.
+    this.heartbeat(w, () => w.warm !== undefined && !w.ending && !this.closed, () => this.replaceWarm(w));
     return w;
   }
 
@@ -637,26 +644,6 @@ export class SandboxPool {
     if (i < 0) return;
     this.warm.splice(i, 1);
     void this.discardWarm(w).finally(() => this.fillWarm());
-  }
-
-  /**
-   * A warm sandbox is health-checked like a live one (§9), so that no task is handed an agent that stopped
-   * answering while it waited: after N failures in a row it is replaced. Taking it ends these checks.
-   */
-  private scheduleWarmHeartbeat(w: LiveSandbox, failures: number): void {
-    const interval = this.opts.heartbeatIntervalMs ?? 5000;
-    const limit = this.opts.heartbeatFailures ?? 3;
-    w.heartbeatTimer = setTimeout(() => {
-      void (async () => {
-        if (!w.warm || w.ending || this.closed) return;
-        const ok = await health({ runDir: w.runDir }, { timeoutMs: Math.min(2000, Math.max(200, interval)) }).then(() => true, () => false);
-        if (!w.warm || w.ending) return;
-        const n = ok ? 0 : failures + 1;
-        if (n < limit) this.scheduleWarmHeartbeat(w, n);
-        else this.replaceWarm(w);
-      })();
-    }, interval);
-    w.heartbeatTimer.unref?.();
   }
 
   /** Removes a warm sandbox that was never taken: processes, container, gateway and both folders. */

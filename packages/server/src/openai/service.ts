@@ -6,6 +6,7 @@ import { PUBLIC_OWNER, type ResourceRecord } from '../resources/store.js';
 import type { TaskStatus } from '../tasks/state-machine.js';
 import { streamKey } from '../tasks/turn-recorder.js';
 import type { SendOptions } from '../tasks/service.js';
+import { taskStore } from '../tasks/store.js';
 import type { RunsTable } from '../storage/schema.js';
 import { answerTurns, type FollowedItem } from './run-follower.js';
 
@@ -418,17 +419,8 @@ export class OpenAIService {
 
   /** Token totals of every turn of a run. */
   async runUsage(runId: string): Promise<{ input: number; output: number; cached: number; reasoning: number }> {
-    const rows = await this.ctx.storage.db.selectFrom('messages').select('usage').where('run_id', '=', runId).where('usage', 'is not', null).execute();
-    const total = { input: 0, output: 0, cached: 0, reasoning: 0 };
-    for (const r of rows) {
-      for (const u of JSON.parse(r.usage!) as Array<Record<string, number>>) {
-        total.input += u.inputTokens ?? 0;
-        total.output += u.outputTokens ?? 0;
-        total.cached += u.cachedInputTokens ?? 0;
-        total.reasoning += u.reasoningTokens ?? 0;
-      }
-    }
-    return total;
+    const t = await taskStore.usageTotals(this.ctx.storage.db, { runId });
+    return { input: t.inputTokens, output: t.outputTokens, cached: t.cachedInputTokens, reasoning: t.reasoningTokens };
   }
 
   /** The visible answer items of a run from storage (a running turn shows its text so far). */

@@ -531,10 +531,15 @@ export class SandboxService {
     return new Proxy(host, { get: boundGetter<H>({ acquireSandbox, loadSkillPackage }) });
   }
 
-  /** The task's live sandbox, else its latest record, as `runtime.sandbox` (api.md §5.1). */
-  async currentOf(taskId: string): Promise<{ id: string; state: SandboxRecord['state'] } | null> {
+  /** The task's live sandbox, else its latest record (the store lists newest first). */
+  private async latestOf(taskId: string): Promise<SandboxRecord | undefined> {
     const records = await this.store.list({ taskId });
-    const r = records.find((x) => x.state === 'Created' || x.state === 'Running') ?? records[0];
+    return records.find((x) => x.state === 'Created' || x.state === 'Running') ?? records[0];
+  }
+
+  /** `runtime.sandbox` (api.md §5.1). */
+  async currentOf(taskId: string): Promise<{ id: string; state: SandboxRecord['state'] } | null> {
+    const r = await this.latestOf(taskId);
     return r ? { id: r.id, state: r.state } : null;
   }
 
@@ -544,8 +549,7 @@ export class SandboxService {
    */
   async ofTask(caller: SandboxCaller, taskId: string): Promise<SandboxRecord> {
     await this.ctx.tasks.ownedState(caller.userId, taskId);
-    const records = await this.store.list({ taskId });
-    const r = records.find((x) => x.state === 'Created' || x.state === 'Running') ?? records[0];
+    const r = await this.latestOf(taskId);
     if (!r) throw new NotFoundError('the task has no sandbox', { kind: 'Sandbox' });
     return r;
   }

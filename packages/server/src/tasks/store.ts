@@ -48,6 +48,21 @@ export const taskStore = {
     return { rows: page, hasMoreBefore: more, hasMoreAfter: q.beforeSeq !== undefined && page.length ? await this.exists(db, taskId, '>', page[page.length - 1]!.seq, q.includeHidden) : false };
   },
 
+  /** Token totals over the usage rows of every turn of a task, or of one run. */
+  async usageTotals(db: Db, of: { taskId: string } | { runId: string }): Promise<{ inputTokens: number; outputTokens: number; reasoningTokens: number; cachedInputTokens: number }> {
+    let q = db.selectFrom('messages').select('usage').where('usage', 'is not', null);
+    q = 'taskId' in of ? q.where('task_id', '=', of.taskId) : q.where('run_id', '=', of.runId);
+    const total = { inputTokens: 0, outputTokens: 0, reasoningTokens: 0, cachedInputTokens: 0 };
+    for (const r of await q.execute()) {
+      for (const u of JSON.parse(r.usage!) as Array<Record<string, number>>) {
+        total.inputTokens += u.inputTokens ?? 0;
+        total.outputTokens += u.outputTokens ?? 0;
+        total.reasoningTokens += u.reasoningTokens ?? 0;
+        total.cachedInputTokens += u.cachedInputTokens ?? 0;
+      }
+    }
+    return total;
+  },
   async exists(db: Db, taskId: string, op: '<' | '>', seq: number, includeHidden: boolean): Promise<boolean> {
     let query = db.selectFrom('messages').select('id').where('task_id', '=', taskId).where('seq', op, seq);
     if (!includeHidden) query = query.where('visible', '=', 1);

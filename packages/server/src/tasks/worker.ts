@@ -265,18 +265,8 @@ export class RunWorker {
 
   /** Token totals over every turn of a task (resources.md §17.2 `usage`). */
   private async taskUsage(taskId: string): Promise<Record<string, number>> {
-    const rows = await this.ctx.storage.db.selectFrom('messages').select('usage').where('task_id', '=', taskId).where('usage', 'is not', null).execute();
-    const total = { inputTokens: 0, outputTokens: 0, reasoningTokens: 0, cachedInputTokens: 0, totalTokens: 0 };
-    for (const r of rows) {
-      for (const u of JSON.parse(r.usage!) as Array<Record<string, number>>) {
-        total.inputTokens += u.inputTokens ?? 0;
-        total.outputTokens += u.outputTokens ?? 0;
-        total.reasoningTokens += u.reasoningTokens ?? 0;
-        total.cachedInputTokens += u.cachedInputTokens ?? 0;
-      }
-    }
-    total.totalTokens = total.inputTokens + total.outputTokens;
-    return total;
+    const total = await taskStore.usageTotals(this.ctx.storage.db, { taskId });
+    return { ...total, totalTokens: total.inputTokens + total.outputTokens };
   }
 
   /** For tests and the runtime endpoint: whether a run step is executing here. */
